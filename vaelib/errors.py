@@ -1,0 +1,17 @@
+"""The errors vaelib raises. Each message says what went wrong and what to try."""
+
+
+class VaelibError(Exception):
+    """Base class: an error with a message written for the person running the code."""
+
+
+class DataError(VaelibError):
+    """A dataset could not be found, read or fetched."""
+
+
+class CheckpointError(VaelibError):
+    """A checkpoint is missing, damaged, unsafe, or made for another model."""
+
+
+class TrainingDiverged(VaelibError):
+    """The loss became NaN or infinite. The last good checkpoint is kept."""

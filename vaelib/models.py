@@ -1,0 +1,203 @@
+"""The models: a deterministic autoencoder (chapter 1) and the VAE (chapter 3).
+
+Both decode to Bernoulli **logits** (pass them through ``torch.sigmoid`` for pixel probabilities).
+The VAE's encoder returns the mean ``mu`` and log-variance ``logvar`` of a diagonal Gaussian
+q(z | x); ``logvar`` is clamped to ``LOGVAR_RANGE`` so that ``exp`` stays finite however training
+goes. The default network is the canonical MLP 784-400-20 of Kingma & Welling; ``arch="conv"`` gives a
+small convolutional variant (chapter 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from vaelib.estimators import reparameterize
+
+LOGVAR_RANGE = (-20.0, 10.0)  # sigma between 4.5e-5 and 148
+KINDS = ("ae", "vae")
+ARCHS = ("mlp", "conv")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model. Saved in every checkpoint."""
+
+    kind: str = "vae"
+    arch: str = "mlp"
+    latent_dim: int = 20
+    hidden: tuple[int, ...] = (400,)
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(ARCHS)}")
+        if not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        if any(h <= 0 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.arch == "conv" and (self.image_shape[1] % 4 or self.image_shape[2] % 4):
+            raise ValueError(f"the conv model needs image sides divisible by 4, got {self.image_shape}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"], d["image_shape"] = list(self.hidden), list(self.image_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**{k: d[k] for k in ("kind", "arch", "latent_dim", "hidden", "image_shape")})
+
+
+PRESETS = {
+    "vae-784-400-20": ModelConfig(kind="vae", arch="mlp", latent_dim=20, hidden=(400,)),
+    "ae-784-400-20": ModelConfig(kind="ae", arch="mlp", latent_dim=20, hidden=(400,)),
+    "conv-vae": ModelConfig(kind="vae", arch="conv", latent_dim=20, hidden=(256,)),
+}
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor  # [batch, *image_shape]
+    mu: torch.Tensor      # [batch, latent]
+    logvar: torch.Tensor  # [batch, latent]
+    z: torch.Tensor       # [batch, latent]
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _encoder(cfg: ModelConfig, out: int) -> nn.Module:
+    c, h, w = cfg.image_shape
+    if cfg.arch == "mlp":
+        return nn.Sequential(nn.Flatten(), _mlp([c * h * w, *cfg.hidden, out]))
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), _mlp([64 * (h // 4) * (w // 4), *cfg.hidden, out]),
+    )
+
+
+def _decoder(cfg: ModelConfig) -> nn.Module:
+    c, h, w = cfg.image_shape
+    if cfg.arch == "mlp":
+        return nn.Sequential(_mlp([cfg.latent_dim, *reversed(cfg.hidden), c * h * w]),
+                             nn.Unflatten(1, cfg.image_shape))
+    return nn.Sequential(
+        _mlp([cfg.latent_dim, *reversed(cfg.hidden), 64 * (h // 4) * (w // 4)]), nn.ReLU(),
+        nn.Unflatten(1, (64, h // 4, w // 4)),
+        nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(32, c, 4, stride=2, padding=1),
+    )
+
+
+class _Base(nn.Module):
+    config: ModelConfig
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.config.image_shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected images of shape [batch, {', '.join(map(str, self.config.image_shape))}], "
+                             f"got {shape}; reshape with x.view(-1, *{self.config.image_shape})")
+
+    def _check_z(self, z: torch.Tensor) -> None:
+        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"expected codes z of shape [batch, {self.config.latent_dim}] for this "
+                             f"model, got {tuple(z.shape)}")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits ``[batch, *image_shape]`` for codes ``z: [batch, latent]``."""
+        self._check_z(z)
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` codes drawn from N(0, I): pixel probabilities ``[n, *image_shape]``."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        return torch.sigmoid(self.decode(z))
+
+
+class Autoencoder(_Base):
+    """A deterministic autoencoder: ``z = encode(x)``, ``logits = decode(z)``."""
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        self.config = config or ModelConfig(kind="ae", **kwargs)
+        self.encoder = _encoder(self.config, self.config.latent_dim)
+        self.decoder = _decoder(self.config)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code ``z: [batch, latent]`` of each image."""
+        self._check_x(x)
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(x))
+
+
+class VAE(_Base):
+    """A VAE with a diagonal-Gaussian encoder q(z | x) and a Bernoulli decoder p(x | z)."""
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        self.config = config or ModelConfig(kind="vae", **kwargs)
+        # One linear layer produces [mu, logvar] together: the same maths as two heads, one matmul.
+        self.encoder = _encoder(self.config, 2 * self.config.latent_dim)
+        self.decoder = _decoder(self.config)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu, logvar: [batch, latent]`` of q(z | x)."""
+        self._check_x(x)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``z = mu + sigma * eps`` with ``eps ~ N(0, I)``: a sample that gradients flow through."""
+        return reparameterize(mu, logvar)
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        return VAEOutput(self.decode(z), mu, logvar, z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities decoded from the posterior mean."""
+        mu, _ = self.encode(x)
+        return torch.sigmoid(self.decode(mu))
+
+
+Model = Autoencoder | VAE
+
+
+def build_model(config: ModelConfig | str | None = None, **kwargs) -> Model:
+    """A fresh model from a :class:`ModelConfig`, a preset name such as ``"vae-784-400-20"``, or
+    keyword arguments (``build_model(kind="ae", latent_dim=2)``)."""
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"unknown preset {config!r}; choose one of: {', '.join(PRESETS)}")
+        config = PRESETS[config]
+    config = config or ModelConfig(**kwargs)
+    return VAE(config) if config.kind == "vae" else Autoencoder(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
