@@ -265,19 +265,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one with "
                               f"`python -m vaelib train --out {path}`")
+    damaged = (f"{path} is damaged, truncated or not a PyTorch checkpoint and cannot be read; "
+               "retrain it or restore a good copy")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every checkpoint torch.save writes is a zip archive
+            raise CheckpointError(damaged)
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
-            raise CheckpointError(f"{path} holds pickled Python objects, not just weights; it was "
-                                  "refused and none of its code was run. Use a checkpoint written by "
-                                  "vaelib") from None
-        raise CheckpointError(f"{path} is damaged or not a checkpoint ({_first_line(e)}); "
-                              "retrain it or restore a good copy") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds pickled Python objects, not just weights and numbers; "
+                              "it was refused and none of its code was run. Use a checkpoint "
+                              "written by vaelib") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            AttributeError, IndexError, TypeError) as e:
-        raise CheckpointError(f"{path} is damaged or truncated and cannot be read "
-                              f"({_first_line(e)}); retrain it or restore a good copy") from None
+            AttributeError, IndexError, TypeError):
+        raise CheckpointError(damaged) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a vaelib checkpoint; write one with "
                               "`python -m vaelib train --out PATH`")

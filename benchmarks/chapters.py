@@ -1,0 +1,91 @@
+"""Wall time and peak memory of every chapter, each executed in a fresh kernel.
+
+    python benchmarks/chapters.py                       # quick and reader mode, cold model cache
+    python benchmarks/chapters.py --mode quick --dataset mnist
+    python benchmarks/chapters.py --json results.json
+
+Each notebook runs in its own process (nbclient, a fresh ``python3`` kernel); the peak resident memory
+is the kernel's (``ru_maxrss`` of the finished child). "Cold" means an empty model cache in a fresh
+``$VAELIB_DATA`` folder, shared by the chapters of one mode in book order, as a reader would have it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ONE = r"""
+import json, resource, sys, time
+import nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+t0 = time.perf_counter()
+NotebookClient(nb, timeout=900, kernel_name="python3",
+               resources={"metadata": {"path": sys.argv[2]}}).execute()
+seconds = time.perf_counter() - t0
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+"""
+
+
+def chapters() -> list[Path]:
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_mode(mode: str, dataset: str | None) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vaelib-bench-") as cache:
+        env = {**os.environ, "VAELIB_DATA": cache, "VAELIB_QUICK": "1" if mode == "quick" else "0",
+               "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+        if dataset:
+            env["VAELIB_DATASET"] = dataset
+        for nb in chapters():
+            proc = subprocess.run([sys.executable, "-c", RUN_ONE, str(nb), str(nb.parent)], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+                rows.append({"chapter": nb.stem, "mode": mode, "error": tail[0][:200]})
+            else:
+                rows.append({"chapter": nb.stem, "mode": mode,
+                             **json.loads(proc.stdout.strip().splitlines()[-1])})
+            print(_row(rows[-1]), flush=True)
+    return rows
+
+
+def _row(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['chapter']} | {r['mode']} | failed: {r['error']} | |"
+    return f"| {r['chapter']} | {r['mode']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["quick", "reader", "both"], default="both")
+    parser.add_argument("--dataset", default=None, help="sets VAELIB_DATASET for the kernels")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+    modes = ["quick", "reader"] if args.mode == "both" else [args.mode]
+    print(f"dataset: {args.dataset or os.environ.get('VAELIB_DATASET', 'mnist')}, "
+          f"{os.cpu_count()} CPUs\n")
+    print("| chapter | mode | wall time (s) | peak kernel memory (MB) |")
+    print("| --- | --- | ---: | ---: |")
+    rows = [r for mode in modes for r in run_mode(mode, args.dataset)]
+    for mode in modes:
+        done = [r for r in rows if r["mode"] == mode and "error" not in r]
+        if done:
+            print(f"| **all chapters** | {mode} | {sum(r['seconds'] for r in done):.1f} | "
+                  f"{max(r['peak_mb'] for r in done):.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
