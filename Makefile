@@ -11,6 +11,14 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
+# Jupyter Book's execution cache keys on a notebook's code only. When vaelib changes, the notebooks that
+# import it must run again, so a build folder's cache is dropped whenever vaelib's source hash changes.
+define drop_stale_cache
+	@h=$$(cat vaelib/*.py | sha256sum | cut -c1-16); \
+	if [ "$$(cat $(1)/_build/.vaelib-hash 2>/dev/null)" != "$$h" ]; then \
+	  rm -rf $(1)/_build/.jupyter_cache; mkdir -p $(1)/_build; echo "$$h" > $(1)/_build/.vaelib-hash; fi
+endef
+
 .PHONY: install test unit notebooks book book-quick browser bench clean
 
 install: $(STAMP)
@@ -32,9 +40,11 @@ notebooks: $(STAMP)
 
 # The book in quick mode, for tests; its own build folder keeps it apart from the reader's book.
 book-quick: $(STAMP)
+	$(call drop_stale_cache,_build/quick)
 	VAELIB_QUICK=1 TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/quick
 
 book: $(STAMP)
+	$(call drop_stale_cache,.)
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
