@@ -129,10 +129,11 @@ def gemm_throughput(model: nn.Module, batch: int = BATCH, min_seconds: float = 2
     return reps * flops / elapsed / 1e9
 
 
-def run(dataset: str = "fashion-mnist", epochs: int = 1, seed: int = 0,
-        device: str = "cpu") -> dict:
+def run(dataset: str = "fashion-mnist", epochs: int = 1, seed: int = 0, device: str = "cpu",
+        n_train: int | None = None) -> dict:
     """Run the three measurements; return the figures as a dict."""
     data = load_dataset(dataset)
+    data.train = data.train.subset(n_train, seed=seed)
     n_threads = torch.get_num_threads()
 
     seed_everything(seed)

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an autoencoder or a VAE and save a checkpoint")
-    t.add_argument("--model", choices=KINDS, default="vae")
+    t.add_argument("--model", choices=KINDS, default=None, help="default: vae")
     t.add_argument("--arch", choices=ARCHS, default="mlp")
     t.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: $VAELIB_DATASET or mnist")
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     b.add_argument("--epochs", type=_positive_int, default=1)
     b.add_argument("--device", default="cpu")
+    b.add_argument("--n-train", type=_positive_int, default=None, help="time on a subset only")
     b.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     return parser
 
@@ -120,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     resume = None
     if args.resume is not None:
-        model, resume = load_checkpoint(args.resume, device=device)
+        model, resume = load_checkpoint(args.resume, device=device, expect_kind=args.model)
         config = TrainConfig.from_dict(resume["train_config"])
         config = replace(config, epochs=args.epochs or config.epochs)
         out = args.out or args.resume
@@ -130,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
             return 0
     else:
         config = TrainConfig(
-            model=ModelConfig(kind=args.model, arch=args.arch, latent_dim=args.latent_dim,
+            model=ModelConfig(kind=args.model or "vae", arch=args.arch, latent_dim=args.latent_dim,
                               hidden=tuple(args.hidden)),
             dataset=args.dataset or _default_dataset(), epochs=args.epochs or 10,
             batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
@@ -248,7 +249,8 @@ def _sample(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from vaelib import bench
 
-    result = bench.run(dataset=args.dataset, epochs=args.epochs, device=args.device)
+    result = bench.run(dataset=args.dataset, epochs=args.epochs, device=args.device,
+                       n_train=args.n_train)
     print(bench.table(result))
     if args.json:
         print(json.dumps(result))

@@ -216,6 +216,7 @@ def _read_cache(root: Path, name: str) -> dict[str, np.ndarray] | None:
 def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
     """Write the cache atomically, with its checksum; a failure to write is not fatal."""
     path = _cache_file(root, name)
+    tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz.tmp")
@@ -223,9 +224,13 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)
         digest = _sha256(Path(tmp))
         os.replace(tmp, path)
+        tmp = None
         path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
     except OSError as e:
         print(f"vaelib: could not cache {name} in {root} ({e}); it will be fetched again next time")
+    finally:
+        if tmp is not None:  # a failed write leaves no half-written temporary file behind
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _download(name: str, root: Path) -> dict[str, np.ndarray] | None:

@@ -1,0 +1,209 @@
+"""The command line: what it prints, what it exits with, and what it leaves on disk."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaelib import cli
+from vaelib.errors import TrainingDiverged
+from vaelib.training import load_checkpoint
+
+SMALL = ["--n-train", "256", "--latent-dim", "2", "--hidden", "32", "--no-progress"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the CLI in this process (fast), capturing what it prints and its exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_python_dash_m_vaelib_runs_as_a_program(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vaelib", "train", "--epochs", "1", "--out",
+                           str(tmp_path / "m.pt"), *SMALL], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc.stdout)["checkpoint"] == str(tmp_path / "m.pt")
+    bad = subprocess.run([sys.executable, "-m", "vaelib", "evaluate", str(tmp_path / "none.pt")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def vae_ckpt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "vae.pt"
+    proc = run_cli("train", "--model", "vae", "--epochs", "2", "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def ae_ckpt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "ae.pt"
+    proc = run_cli("train", "--model", "ae", "--epochs", "1", "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_train_prints_progress_and_ends_with_final_metrics(vae_ckpt):
+    ckpt = torch.load(vae_ckpt, weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]["loss"]) == 2
+    assert ckpt["train_config"]["model"]["latent_dim"] == 2
+    proc = run_cli("train", "--epochs", "1", "--out", str(vae_ckpt.with_name("again.pt")), *SMALL)
+    assert proc.returncode == 0
+    assert "epoch   1/1" in proc.stdout
+    final = last_json(proc.stdout)
+    assert final["epochs"] == 1 and final["test_elbo"] < 0 and final["test_kl"] >= 0
+    assert final["test_elbo"] == pytest.approx(-(final["test_recon"] + final["test_kl"]), rel=1e-6)
+
+
+def test_evaluate_json_has_the_documented_keys_and_relations(vae_ckpt):
+    proc = run_cli("evaluate", str(vae_ckpt), "--iw-samples", "20", "--n-test", "200", "--json")
+    assert proc.returncode == 0, proc.stderr
+    m = last_json(proc.stdout)
+    assert m["elbo"] < 0 and m["recon"] >= 0 and m["kl"] >= 0
+    assert -m["elbo"] == pytest.approx(m["recon"] + m["kl"], rel=1e-9)
+    assert m["iw_loglik"] >= m["elbo"]
+    assert m["latent_dim"] == 2 and 0 <= m["active_units"] <= 2
+
+
+def test_sample_writes_a_png_grid(vae_ckpt, tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run_cli("sample", str(vae_ckpt), "--n", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_continues_where_it_stopped(vae_ckpt, tmp_path):
+    copy = tmp_path / "resume.pt"
+    copy.write_bytes(vae_ckpt.read_bytes())
+    proc = run_cli("train", "--resume", str(copy), "--epochs", "3", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc.stdout)["epochs"] == 3
+    _, ckpt = load_checkpoint(copy)
+    first = torch.load(vae_ckpt, weights_only=True)["history"]["loss"]
+    assert ckpt["epoch"] == 3 and ckpt["history"]["loss"][:2] == first
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--batch-size", "-5"], "--batch-size"),
+    (["train", "--latent-dim", "0"], "--latent-dim"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--model", "gan"], "'ae', 'vae'"),
+    (["train", "--dataset", "cifar"], "'mnist', 'fashion-mnist'"),
+    (["sample", "x.pt", "--n", "0"], "--n"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(args, needle):
+    assert_one_line_error(run_cli(*args), 2, needle)
+
+
+def test_damaged_checkpoints_are_one_line_runtime_errors(vae_ckpt, ae_ckpt, tmp_path):
+    missing = tmp_path / "missing.pt"
+    assert_one_line_error(run_cli("evaluate", str(missing)), 1, "no checkpoint", "train")
+
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(os.urandom(4096))
+    assert_one_line_error(run_cli("evaluate", str(noise)), 1, "damaged")
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(vae_ckpt.read_bytes()[:5000])
+    assert_one_line_error(run_cli("sample", str(truncated)), 1, "truncated")
+
+    other_arch = tmp_path / "other_arch.pt"
+    ckpt = torch.load(vae_ckpt, weights_only=True)
+    ckpt["model_config"]["latent_dim"] = 7
+    torch.save(ckpt, other_arch)
+    assert_one_line_error(run_cli("evaluate", str(other_arch)), 1, "architecture")
+
+    assert_one_line_error(run_cli("train", "--resume", str(ae_ckpt), "--model", "vae"), 1,
+                          "autoencoder", "VAE")
+
+
+class Payload:
+    """Pickles as a call to os.system: loading it with plain pickle would run the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "state_dict": {}, "x": Payload(f"touch {marker}")}, evil)
+    assert_one_line_error(run_cli("evaluate", str(evil)), 1, "refused")
+    assert not marker.exists()
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "interrupted.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "vaelib", "train", "--epochs", "1000", "--out",
+                             str(out), "--latent-dim", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists(), "no checkpoint appeared within 60 s"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130
+    assert "--resume" in stderr and "Traceback" not in stderr
+    model, ckpt = load_checkpoint(out)
+    assert 1 <= ckpt["epoch"] < 1000 and len(ckpt["history"]["loss"]) == ckpt["epoch"]
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary checkpoint file was left behind"
+
+
+def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monkeypatch, capsys):
+    import vaelib.training as training
+
+    out = tmp_path / "diverge.pt"
+    real_fit = training.fit
+
+    def fit_then_diverge(*args, **kwargs):
+        real_fit(*args, **{**kwargs, "epochs": 1})
+        raise TrainingDiverged("the loss became nan in epoch 2; try a lower learning rate "
+                               "(e.g. --lr 0.0001)")
+
+    monkeypatch.setattr(training, "fit", fit_then_diverge)
+    code = cli.main(["train", "--epochs", "3", "--out", str(out), *SMALL])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "--lr" in err[0] and "last good checkpoint (1 epochs)" in err[0]
+    model, ckpt = load_checkpoint(out)
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -1,0 +1,237 @@
+"""Evaluation (vaelib.evaluation): the IWAE bound, active units and the test metrics.
+
+The ground truth for the likelihood bounds is numerical quadrature: for a VAE with a one-dimensional
+latent space, log p(x) = log of the integral of p(x | z) N(z; 0, 1) dz, and the ELBO is an integral
+against q(z | x), both of which a fine grid computes to many digits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaelib.evaluation import (active_units, bits_per_dim, encode_distribution, encode_mean,
+                               evaluate, iw_log_likelihood)
+from vaelib.losses import bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
+from vaelib.models import ModelConfig, build_model
+from vaelib.training import fit, seed_everything
+
+GRID = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def vae_1d(mnist, mnist_small):
+    """A VAE with one latent dimension, briefly trained on real digits, in float64.
+
+    Its encoder's sigma is then widened to 0.8, so that q(z | x) covers the whole true posterior and
+    importance sampling converges quickly to log p(x)."""
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=1, hidden=(64,))
+    fit(model, mnist_small, epochs=8, batch_size=64, lr=3e-3, progress=False, device="cpu")
+    model = model.double().eval()
+    last = [m for m in model.encoder.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight[1:] = 0
+        last.bias[1:] = math.log(0.8 ** 2)
+    x = mnist.test.images[:16].double()
+    return model, x
+
+
+@pytest.fixture(scope="module")
+def quadrature(vae_1d):
+    """Exact (to quadrature accuracy) log p(x) and ELBO per example."""
+    model, x = vae_1d
+    z = GRID[:, None]
+    dz = GRID[1] - GRID[0]
+    with torch.no_grad():
+        logits = model.decode(z)
+        mu, logvar = model.encode(x)
+    log_px, elbo = [], []
+    for i in range(len(x)):
+        log_px_z = -F.binary_cross_entropy_with_logits(
+            logits, x[i:i + 1].expand_as(logits), reduction="none").flatten(1).sum(1)
+        log_joint = log_px_z + log_standard_normal(z)
+        log_px.append(torch.logsumexp(log_joint, 0) + torch.log(dz))
+        log_q = log_normal(z, mu[i], logvar[i])
+        elbo.append((log_q.exp() * (log_joint - log_q)).sum() * dz)
+    return torch.stack(log_px), torch.stack(elbo)
+
+
+def test_quadrature_is_sound(quadrature):
+    log_px, elbo = quadrature
+    assert torch.isfinite(log_px).all() and (log_px < 0).all()
+    assert (elbo <= log_px).all()  # Jensen, on exact quantities
+
+
+def test_iw_with_one_sample_is_an_unbiased_estimate_of_the_elbo(vae_1d, quadrature):
+    model, x = vae_1d
+    _, elbo = quadrature
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([iw_log_likelihood(model, x, k=1, generator=g) for _ in range(400)])
+    assert draws.shape == (400, len(x))
+    est, se = draws.mean(0), draws.std(0) / math.sqrt(400)
+    assert torch.all((est - elbo).abs() <= 4 * se), (est - elbo) / se
+
+
+def test_iw_bound_is_above_the_elbo_grows_with_k_and_reaches_log_px(vae_1d, quadrature):
+    model, x = vae_1d
+    log_px, elbo = quadrature
+    g = torch.Generator().manual_seed(1)
+    means = {}
+    for k in (1, 10, 100, 1000):
+        est = iw_log_likelihood(model, x, k=k, generator=g)
+        assert est.shape == (len(x),) and torch.isfinite(est).all()
+        means[k] = est.mean().item()
+    # E[iw_k] grows with k; from 1 to 10 to 100 samples by far more than the noise of a batch mean.
+    assert means[1] < means[10] < means[100], means
+    assert means[10] > elbo.mean().item()
+    # It never exceeds log p(x) in expectation, and with a proposal that covers the posterior, 100 and
+    # 1000 samples get within a few hundredths of a nat of it (averaged over the batch).
+    exact = log_px.mean().item()
+    assert means[100] == pytest.approx(exact, abs=0.1)
+    assert means[1000] == pytest.approx(exact, abs=0.05)
+    assert exact - means[1] > 2  # ... while one sample is nats away: the bounds really differ
+
+
+def test_iw_bound_on_a_random_vae_in_float32(mnist):
+    """Also on an untrained float32 VAE with a larger latent space: more samples, a tighter bound."""
+    seed_everything(3)
+    model = build_model(kind="vae", latent_dim=4, hidden=(32,))
+    x = mnist.test.images[:64]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        recon = torch.stack([bernoulli_nll(model.decode(mu + torch.exp(0.5 * logvar) * torch.randn(
+            mu.shape, generator=g)), x) for _ in range(200)]).mean(0)
+    elbo = -(recon + gaussian_kl(mu, logvar)).mean().item()
+    iw_1 = torch.stack([iw_log_likelihood(model, x, k=1, generator=g) for _ in range(20)]).mean()
+    assert iw_1.item() == pytest.approx(elbo, abs=1.0)
+    iw = [iw_log_likelihood(model, x, k=k, generator=g).mean().item() for k in (16, 256)]
+    assert elbo + 1 < iw[0] < iw[1]
+
+
+def test_iw_log_likelihood_is_reproducible_with_a_generator(vae_1d):
+    model, x = vae_1d
+    a = iw_log_likelihood(model, x, k=50, generator=torch.Generator().manual_seed(5))
+    b = iw_log_likelihood(model, x, k=50, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_iw_log_likelihood_rejects_k_below_one(vae_1d):
+    model, x = vae_1d
+    with pytest.raises(ValueError, match="positive"):
+        iw_log_likelihood(model, x, k=0)
+
+
+# --- active units ---------------------------------------------------------------------------------
+
+def _mu_layer(model):
+    return [m for m in model.encoder.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def test_a_dimension_the_encoder_ignores_is_inactive(mnist):
+    x = mnist.test.images[:300]
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=4, hidden=(32,))
+    layer = _mu_layer(model)
+    with torch.no_grad():
+        layer.weight[:4] *= 20  # make every mean clearly depend on the input
+    count, var = active_units(model, x)
+    assert count == 4, var
+
+    with torch.no_grad():
+        layer.weight[2] = 0   # mu_2 no longer depends on x ...
+        layer.bias[2] = 1.7   # ... whatever constant it sits at
+    count, var = active_units(model, x)
+    assert count == 3
+    assert var[2] == 0
+    with torch.no_grad():
+        mu = model.encode(x)[0]
+    torch.testing.assert_close(var, mu.var(0))
+    assert count == int((mu.var(0) > 0.01).sum())
+    assert active_units(model, x, threshold=float(var.max()) + 1)[0] == 0
+
+
+def test_logvar_weights_do_not_count_towards_activity(mnist):
+    """Activity is about the posterior mean: an input-dependent sigma alone is not an active unit."""
+    x = mnist.test.images[:200]
+    seed_everything(1)
+    model = build_model(kind="vae", latent_dim=3, hidden=(32,))
+    layer = _mu_layer(model)
+    with torch.no_grad():
+        layer.weight[:3] = 0
+        layer.weight[3:] *= 50
+    count, var = active_units(model, x)
+    assert count == 0 and torch.equal(var, torch.zeros(3))
+
+
+# --- encodings and metrics ----------------------------------------------------------------------
+
+def test_encode_helpers_match_the_model_and_ignore_batching(mnist):
+    x = mnist.test.images[:70]
+    seed_everything(0)
+    vae = build_model(kind="vae", latent_dim=3, hidden=(16,))
+    ae = build_model(kind="ae", latent_dim=2, hidden=(16,))
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        z = ae.encode(x)
+    m2, l2 = encode_distribution(vae, x, batch_size=16)
+    torch.testing.assert_close(m2, mu)
+    torch.testing.assert_close(l2, logvar)
+    torch.testing.assert_close(encode_mean(vae, x, batch_size=9), mu)
+    torch.testing.assert_close(encode_mean(ae, x, batch_size=9), z)
+
+
+def test_evaluate_vae_metrics(mnist):
+    x = mnist.test.images[:120]
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=3, hidden=(16,))
+    r = evaluate(model, x, iw_samples=20, batch_size=50)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+    assert r["n"] == 120 and r["latent_dim"] == 3 and r["iw_samples"] == 20
+    assert r["kl"] == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
+    assert r["elbo"] == pytest.approx(-(r["recon"] + r["kl"]))
+    assert r["recon"] > 0 and r["kl"] >= 0
+    assert r["iw_loglik"] > r["elbo"]
+    assert r["active_units"] == active_units(model, x)[0]
+    # The recon estimate is the mean of one-sample estimates: close to a many-sample one.
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        many = torch.stack([bernoulli_nll(model.decode(mu + torch.exp(0.5 * logvar) * torch.randn(
+            mu.shape, generator=g)), x) for _ in range(50)]).mean()
+    assert r["recon"] == pytest.approx(many.item(), rel=0.01)
+    assert evaluate(model, x, seed=1)["kl"] == pytest.approx(r["kl"], rel=1e-5)
+    assert "iw_loglik" not in evaluate(model, x)
+
+
+def test_evaluate_autoencoder_metrics(mnist):
+    x = mnist.test.images[:90]
+    seed_everything(0)
+    model = build_model(ModelConfig(kind="ae", latent_dim=2, hidden=(16,)))
+    r = evaluate(model, x, batch_size=40)
+    with torch.no_grad():
+        expected = bernoulli_nll(model(x), x).mean().item()
+    assert r["recon"] == pytest.approx(expected, rel=1e-5)
+    assert r["latent_dim"] == 2 and "elbo" not in r and "kl" not in r
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.full((4, 1, 28, 28), 255.0), r"\[0, 1\]"),
+    (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "float tensor"),
+    (torch.full((4, 1, 28, 28), float("nan")), "NaN"),
+])
+def test_evaluate_rejects_bad_images(bad, message):
+    model = build_model(kind="vae", latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=message):
+        evaluate(model, bad)
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(-784 * math.log(2)) == pytest.approx(1.0)
+    assert bits_per_dim(-100.0, n_dims=100) == pytest.approx(1 / math.log(2))
+    assert bits_per_dim(0.0) == 0

@@ -1,0 +1,166 @@
+"""Models (vaelib.models): shapes, validation, the logvar clamp, presets and configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vaelib.models import (LOGVAR_RANGE, PRESETS, VAE, Autoencoder, ModelConfig, VAEOutput,
+                           build_model, count_parameters)
+
+
+def _linear_sizes(module: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@pytest.fixture
+def x():
+    return torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_vae_shapes(arch, x):
+    torch.manual_seed(0)
+    model = build_model(kind="vae", arch=arch, latent_dim=3, hidden=(16,))
+    assert isinstance(model, VAE)
+    out = model(x)
+    assert isinstance(out, VAEOutput)
+    assert out.logits.shape == (5, 1, 28, 28)
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (5, 3)
+    mu, logvar = model.encode(x)
+    torch.testing.assert_close(mu, out.mu)
+    assert model.decode(torch.zeros(2, 3)).shape == (2, 1, 28, 28)
+    rec = model.reconstruct(x)
+    assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
+    # reconstruct decodes the posterior mean: deterministic, and equal to sigmoid(decode(mu)).
+    torch.testing.assert_close(rec, torch.sigmoid(model.decode(mu)).detach())
+    samples = model.sample(4, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (4, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_autoencoder_shapes(arch, x):
+    torch.manual_seed(0)
+    model = build_model(kind="ae", arch=arch, latent_dim=2, hidden=(16,))
+    assert isinstance(model, Autoencoder) and not isinstance(model, VAE)
+    z = model.encode(x)
+    assert z.shape == (5, 2)
+    assert model(x).shape == (5, 1, 28, 28)
+    torch.testing.assert_close(model(x), model.decode(z))
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_vae_forward_samples_z_from_q(x):
+    """z = mu + sigma * eps: with the global seed fixed, z is reproducible and centred on mu."""
+    torch.manual_seed(0)
+    model = build_model(kind="vae", latent_dim=2, hidden=(8,))
+    mu, logvar = model.encode(x)
+    torch.manual_seed(1)
+    z1 = model(x).z
+    torch.manual_seed(1)
+    z2 = model(x).z
+    torch.testing.assert_close(z1, z2)
+    torch.manual_seed(1)
+    eps = torch.randn(mu.shape)
+    torch.testing.assert_close(z1, mu + torch.exp(0.5 * logvar) * eps)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("bad", [(5, 784), (5, 28, 28), (5, 1, 32, 32), (5, 3, 28, 28)])
+def test_wrong_input_shape_raises_a_clear_value_error(kind, arch, bad):
+    model = build_model(kind=kind, arch=arch, latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"expected images of shape \[batch, 1, 28, 28\].*got"):
+        model(torch.zeros(bad))
+    with pytest.raises(ValueError, match="expected images"):
+        model.encode(torch.zeros(bad))
+
+
+def test_non_tensor_input_raises_value_error():
+    model = build_model(kind="vae", latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match="expected images"):
+        model.encode([[0.0] * 784])
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("bad", [(3, 5), (3,), (3, 4, 1)])
+def test_wrong_latent_size_raises_a_clear_value_error(kind, bad):
+    model = build_model(kind=kind, latent_dim=4, hidden=(8,))
+    with pytest.raises(ValueError, match=r"expected codes z of shape \[batch, 4\]"):
+        model.decode(torch.zeros(bad))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("bias, expected", [(1e4, LOGVAR_RANGE[1]), (-1e4, LOGVAR_RANGE[0])])
+def test_logvar_is_clamped_to_logvar_range(arch, bias, expected, x):
+    model = build_model(kind="vae", arch=arch, latent_dim=3, hidden=(8,))
+    last = [m for m in model.encoder.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[3:] = bias  # the second half of the output is logvar
+    mu, logvar = model.encode(x)
+    assert torch.equal(logvar, torch.full_like(logvar, expected))
+    out = model(x)
+    assert torch.isfinite(out.z).all() and torch.isfinite(out.logits).all()
+
+
+def test_logvar_inside_the_range_is_untouched(x):
+    model = build_model(kind="vae", latent_dim=3, hidden=(8,))
+    raw = model.encoder(x)[:, 3:]
+    assert raw.abs().max() < 10  # a fresh model's raw output is well inside the range
+    torch.testing.assert_close(model.encode(x)[1], raw)
+
+
+def test_preset_vae_784_400_20_has_the_canonical_layer_sizes():
+    model = build_model("vae-784-400-20")
+    assert isinstance(model, VAE)
+    assert model.config.latent_dim == 20
+    # Encoder 784 -> 400 -> (mu, logvar) of 20 each; decoder 20 -> 400 -> 784.
+    assert _linear_sizes(model.encoder) == [(784, 400), (400, 40)]
+    assert _linear_sizes(model.decoder) == [(20, 400), (400, 784)]
+    expected = (784 * 400 + 400) + (400 * 40 + 40) + (20 * 400 + 400) + (400 * 784 + 784)
+    assert count_parameters(model) == expected
+
+
+def test_other_presets():
+    ae = build_model("ae-784-400-20")
+    assert isinstance(ae, Autoencoder) and not isinstance(ae, VAE)
+    assert _linear_sizes(ae.encoder) == [(784, 400), (400, 20)]
+    conv = build_model("conv-vae")
+    assert isinstance(conv, VAE) and conv.config.arch == "conv"
+    assert any(isinstance(m, nn.Conv2d) for m in conv.modules())
+    assert conv(torch.zeros(2, 1, 28, 28)).mu.shape == (2, 20)
+    assert set(PRESETS) >= {"vae-784-400-20", "ae-784-400-20", "conv-vae"}
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="vae-784-400-20"):
+        build_model("vae-big")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="gan"), "unknown model 'gan'.*ae, vae"),
+    (dict(arch="rnn"), "unknown architecture 'rnn'.*mlp, conv"),
+    (dict(latent_dim=0), "latent_dim must be a positive integer"),
+    (dict(latent_dim=2.5), "latent_dim must be a positive integer"),
+    (dict(hidden=(16, 0)), "hidden sizes must be positive"),
+    (dict(arch="conv", image_shape=(1, 30, 30)), "divisible by 4"),
+])
+def test_model_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_model_config_round_trips_through_a_dict():
+    cfg = ModelConfig(kind="ae", arch="conv", latent_dim=7, hidden=[32, 16], image_shape=[1, 28, 28])
+    assert cfg.hidden == (32, 16) and cfg.image_shape == (1, 28, 28)
+    d = cfg.to_dict()
+    assert d["hidden"] == [32, 16]
+    assert ModelConfig.from_dict(d) == cfg
+    assert ModelConfig.from_dict({**d, "extra": 1}) == cfg
+
+
+def test_deeper_mlp_uses_every_hidden_size():
+    model = build_model(kind="vae", latent_dim=5, hidden=(64, 32))
+    assert _linear_sizes(model.encoder) == [(784, 64), (64, 32), (32, 10)]
+    assert _linear_sizes(model.decoder) == [(5, 32), (32, 64), (64, 784)]
