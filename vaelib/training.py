@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import vaelib
 from vaelib.data import Dataset, batches, cache_dir, check_dataset_name
 from vaelib.errors import CheckpointError, TrainingDiverged
-from vaelib.losses import bernoulli_nll, check_images, elbo_terms, gaussian_kl_per_dim
+from vaelib.losses import bernoulli_nll, check_images, gaussian_kl_per_dim
 from vaelib.models import VAE, Model, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = 1
@@ -173,8 +173,9 @@ def fit(
             for x in batches(images, batch_size, generator=order, binarize=binarize):
                 if is_vae:
                     out = model(x)
-                    terms = elbo_terms(out.logits, x, out.mu, out.logvar, beta, validate=False)
-                    loss = terms.loss.mean()
+                    recon = bernoulli_nll(out.logits, x, validate=False)       # [batch]
+                    kl_d = gaussian_kl_per_dim(out.mu, out.logvar)              # [batch, latent]
+                    loss = (recon + beta * kl_d.sum(1)).mean()
                 else:
                     recon = bernoulli_nll(model(x), x, validate=False)
                     loss = recon.mean()
@@ -188,10 +189,9 @@ def fit(
                 with torch.no_grad():
                     n = len(x)
                     if is_vae:
-                        kl_d = gaussian_kl_per_dim(out.mu, out.logvar).sum(0)
+                        kl_dims += kl_d.sum(0)
                         sigma = torch.exp(0.5 * out.logvar).mean(1).sum()
-                        sums += torch.stack([terms.loss.sum(), terms.recon_nll.sum(), kl_d.sum(), sigma])
-                        kl_dims += kl_d
+                        sums += torch.stack([loss.detach() * n, recon.sum(), kl_d.sum(), sigma])
                     else:
                         sums[:2] += loss.detach() * n
                 bar.update()
