@@ -21,6 +21,15 @@ endef
 
 .PHONY: install test unit notebooks book book-quick browser bench clean
 
+# MathJax is served from the book itself (no CDN), so math renders with no network.
+# It comes from the npm registry at a pinned version, checked against the tarball's SHA-512,
+# and only the self-contained single-file SVG build (all TeX extensions, no fonts or lazy loads)
+# is kept; _config.yml copies _build/vendor/mathjax/ into the HTML output (html_extra_path).
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA512  := 06df9249553c7811b6ef30a155ec0e89c62ced7b1db78d2a9b8f94a47c97ee4d3f3bd36588f73ec7bee4d7f144b0fb2328f64626fb5164cd6f3be81e5b43a11b
+MATHJAX_DIR     := _build/vendor/mathjax
+MATHJAX_STAMP   := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)
+
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -38,17 +47,28 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	VAELIB_QUICK=1 $(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider
 
+$(MATHJAX_STAMP):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch MathJax from the npm registry" >&2; exit 1; }
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)/_static/mathjax
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  npm pack --silent --pack-destination "$$tmp" mathjax@$(MATHJAX_VERSION) >/dev/null && \
+	  echo "$(MATHJAX_SHA512)  $$tmp/mathjax-$(MATHJAX_VERSION).tgz" | sha512sum --check --quiet - && \
+	  tar -xzf "$$tmp/mathjax-$(MATHJAX_VERSION).tgz" -C "$$tmp" package/es5/tex-svg-full.js package/LICENSE && \
+	  cp "$$tmp/package/es5/tex-svg-full.js" "$$tmp/package/LICENSE" $(MATHJAX_DIR)/_static/mathjax/
+	touch $@
+
 # The book in quick mode, for tests; its own build folder keeps it apart from the reader's book.
-book-quick: $(STAMP)
+book-quick: $(STAMP) $(MATHJAX_STAMP)
 	$(call drop_stale_cache,_build/quick)
 	VAELIB_QUICK=1 TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/quick
 
-book: $(STAMP)
+book: $(STAMP) $(MATHJAX_STAMP)
 	$(call drop_stale_cache,.)
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
-browser: $(STAMP)
+# Headless Chromium over every page of the quick book, so it runs after (and depends on) book-quick.
+browser: book-quick
 	BOOK_HTML=_build/quick/_build/html $(BIN)/python -m pytest tests/browser -m browser
 
 bench: $(STAMP)

@@ -160,6 +160,9 @@ def fit(
         torch.manual_seed(seed)
 
     n_batches = math.ceil(len(images) / batch_size)
+    # tqdm.auto's notebook bar ignores $TQDM_DISABLE, which the book build sets so that no half-drawn
+    # progress widget ends up in the HTML; honour it here.
+    progress = progress and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
     bar = tqdm(total=(epochs - start) * n_batches, disable=not progress, unit="batch",
                desc=f"{'VAE' if is_vae else 'AE'} epoch {start + 1}/{epochs}", mininterval=0.5)
     model.train()
