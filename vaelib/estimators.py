@@ -82,10 +82,17 @@ def gradient_moments(surrogate: Callable[[], torch.Tensor], params: list[torch.T
     """
     if n_repeats < 2:
         raise ValueError(f"n_repeats must be at least 2 to measure a variance, got {n_repeats}")
-    grads = []
-    for _ in range(n_repeats):
+    # Welford's running mean and sum of squared deviations, in float64: memory stays at two vectors
+    # however many repeats, and no precision is lost to cancellation.
+    mean = m2 = None
+    for k in range(1, n_repeats + 1):
         g = torch.autograd.grad(surrogate(), params, allow_unused=True)
-        grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                                for gi, p in zip(g, params)]))
-    stack = torch.stack(grads)
-    return stack.mean(0), stack.var(0)
+        flat = torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
+                          for gi, p in zip(g, params)]).double()
+        if mean is None:
+            mean, m2 = torch.zeros_like(flat), torch.zeros_like(flat)
+        delta = flat - mean
+        mean += delta / k
+        m2 += delta * (flat - mean)
+    dtype = params[0].dtype
+    return mean.to(dtype), (m2 / (n_repeats - 1)).to(dtype)

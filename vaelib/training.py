@@ -375,7 +375,7 @@ BOOK_MODELS: dict[str, dict] = {
     "vae-20d": dict(kind="vae", latent_dim=20),
     "conv-vae-20d": dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,)),
 }
-BOOK_EPOCHS = 20        # reader mode
+BOOK_EPOCHS = 15        # reader mode
 QUICK_EPOCHS = 4        # VAELIB_QUICK=1
 QUICK_N_TRAIN = 3000    # VAELIB_QUICK=1
 
