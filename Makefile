@@ -8,7 +8,6 @@ VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 # Jupyter Book's execution cache keys on a notebook's code only. When vaelib changes, the notebooks that
