@@ -10,12 +10,14 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-# Jupyter Book's execution cache keys on a notebook's code only. When vaelib changes, the notebooks that
-# import it must run again, so a build folder's cache is dropped whenever vaelib's source hash changes.
+# Jupyter Book's execution cache keys on a notebook's code only, and Sphinx re-reads only the pages whose
+# source changed. When vaelib changes, the notebooks that import it must run again, so whenever vaelib's
+# source hash changes a build folder drops both its execution cache and Sphinx's saved environment.
 define drop_stale_cache
 	@h=$$(cat vaelib/*.py | sha256sum | cut -c1-16); \
 	if [ "$$(cat $(1)/_build/.vaelib-hash 2>/dev/null)" != "$$h" ]; then \
-	  rm -rf $(1)/_build/.jupyter_cache; mkdir -p $(1)/_build; echo "$$h" > $(1)/_build/.vaelib-hash; fi
+	  rm -rf $(1)/_build/.jupyter_cache $(1)/_build/.doctrees; mkdir -p $(1)/_build; \
+	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
 endef
 
 .PHONY: install test unit notebooks book book-quick browser bench clean
