@@ -43,17 +43,19 @@ def run_mode(mode: str, dataset: str | None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="vaelib-bench-") as cache:
         env = {**os.environ, "VAELIB_DATA": cache, "VAELIB_QUICK": "1" if mode == "quick" else "0",
-               "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+               "TQDM_DISABLE": "1"}
         if dataset:
             env["VAELIB_DATASET"] = dataset
+        name = env.get("VAELIB_DATASET", "mnist")
         for nb in chapters():
             proc = subprocess.run([sys.executable, "-c", RUN_ONE, str(nb), str(nb.parent)], env=env,
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-                rows.append({"chapter": nb.stem, "mode": mode, "error": tail[0][:200]})
+                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name,
+                             "error": tail[0][:200]})
             else:
-                rows.append({"chapter": nb.stem, "mode": mode,
+                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name,
                              **json.loads(proc.stdout.strip().splitlines()[-1])})
             print(_row(rows[-1]), flush=True)
     return rows
