@@ -41,7 +41,7 @@ def mnist(vaelib_env):
     """The offline MNIST (4,000 train / 1,000 test real digits), loaded once."""
     import vaelib
 
-    return vaelib.load_dataset("mnist", verbose=False)
+    return vaelib.load_dataset("mnist", root=vaelib_env, download=False, verbose=False)
 
 
 @pytest.fixture(scope="session")

@@ -36,11 +36,11 @@ def test_gemm_throughput_counts_the_flops_of_every_linear_layer(monkeypatch):
                           ((4, 20), (20, 3)), ((4, 3), (3, 20)), ((3, 4), (4, 20))}
 
 
-def test_run_reports_consistent_ratios():
-    r = bench.run(dataset="mnist", epochs=1, n_train=512)
-    assert r["n_train"] == 512
-    assert r["speedup"] == pytest.approx(r["samples_per_s"] / r["baseline_samples_per_s"])
-    assert r["roofline_samples_per_s"] == pytest.approx(r["gemm_gflops"] * 1e9 / (6 * r["parameters"]))
-    assert r["roofline_fraction"] == pytest.approx(r["samples_per_s"] / r["roofline_samples_per_s"])
-    assert r["test_elbo"] < 0 and r["baseline_test_elbo"] < 0
+def test_both_training_paths_follow_the_same_recipe_to_the_same_quality():
+    """The comparison is fair only if the recipe is the same: one epoch on the same 2,000 digits must
+    give test ELBOs within a few nats of each other, both far above an untrained model's."""
+    r = bench.run(dataset="mnist", epochs=1, n_train=2000)
+    assert r["n_train"] == 2000 and r["parameters"] == (784 * 400 + 400) + (400 * 40 + 40) + (20 * 400 + 400) + (400 * 784 + 784)
+    assert abs(r["test_elbo"] - r["baseline_test_elbo"]) < 5, r
+    assert max(r["test_elbo"], r["baseline_test_elbo"]) < -100
     assert "speedup over the recipe" in bench.table(r)

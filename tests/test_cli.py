@@ -17,7 +17,7 @@ import torch
 
 from vaelib import cli
 from vaelib.errors import TrainingDiverged
-from vaelib.training import load_checkpoint
+from vaelib.checkpoints import load_checkpoint
 
 SMALL = ["--n-train", "256", "--latent-dim", "2", "--hidden", "32", "--no-progress"]
 
@@ -207,3 +207,29 @@ def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monk
     model, ckpt = load_checkpoint(out)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_evaluate_uses_the_dataset_the_checkpoint_was_trained_on(tmp_path, mnist):
+    """Regression: a model fit on Fashion-MNIST in Python used to be evaluated on MNIST."""
+    from vaelib import VAE, fit, load_dataset
+    from vaelib.data import DEBIAN_FASHION_DIR
+
+    if not (DEBIAN_FASHION_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    fashion = load_dataset("fashion-mnist", root=tmp_path, download=False, verbose=False)
+    fit(VAE(latent_dim=2, hidden=(16,)), fashion, epochs=1, n_train=256, progress=False,
+        checkpoint=tmp_path / "f.pt")
+    proc = run_cli("evaluate", str(tmp_path / "f.pt"), "--iw-samples", "0", "--n-test", "100", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc.stdout)["dataset"] == "fashion-mnist"
+
+
+def test_evaluate_asks_for_the_dataset_when_the_checkpoint_does_not_name_it(tmp_path, mnist):
+    from vaelib import VAE, fit
+
+    fit(VAE(latent_dim=2, hidden=(16,)), mnist.train.images[:256], epochs=1, progress=False,
+        checkpoint=tmp_path / "bare.pt")
+    assert_one_line_error(run_cli("evaluate", str(tmp_path / "bare.pt")), 1, "--dataset")
+    proc = run_cli("evaluate", str(tmp_path / "bare.pt"), "--dataset", "mnist", "--iw-samples", "0",
+                   "--json")
+    assert proc.returncode == 0 and last_json(proc.stdout)["dataset"] == "mnist"

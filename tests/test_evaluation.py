@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib.evaluation import (active_units, bits_per_dim, encode_distribution, encode_mean,
-                               evaluate, iw_log_likelihood)
+from vaelib.evaluation import (FrechetDistance, active_units, bits_per_dim, decode,
+                               encode_distribution, encode_mean, evaluate, frechet_distance,
+                               interpolation_codes, iw_log_likelihood, manifold_codes, prior_radius)
 from vaelib.losses import bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
 from vaelib.models import ModelConfig, build_model
 from vaelib.training import fit, seed_everything
@@ -217,7 +218,23 @@ def test_evaluate_autoencoder_metrics(mnist):
     with torch.no_grad():
         expected = bernoulli_nll(model(x), x).mean().item()
     assert r["recon"] == pytest.approx(expected, rel=1e-5)
-    assert r["latent_dim"] == 2 and "elbo" not in r and "kl" not in r
+    assert r["latent_dim"] == 2 and r["kl"] == 0 and r["loss"] == r["recon"]
+    assert "elbo" not in r and "active_units" not in r  # an autoencoder bounds no likelihood
+    with pytest.raises(ValueError, match="no logvar"):
+        encode_distribution(model, x)
+
+
+def test_evaluate_measures_the_objective_fit_minimises(mnist):
+    """``loss`` is recon + beta * kl for the beta asked, from the same terms as training."""
+    x = mnist.test.images[:64]
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=3, hidden=(16,))
+    r1, r4 = evaluate(model, x), evaluate(model, x, beta=4.0)
+    assert r4["loss"] == pytest.approx(r4["recon"] + 4 * r4["kl"], rel=1e-6)
+    assert r4["elbo"] == pytest.approx(r1["elbo"], rel=1e-6)  # the bound does not depend on beta
+    with torch.no_grad():
+        terms = model.loss_terms(x, 4.0, generator=torch.Generator().manual_seed(0))
+    assert r4["loss"] == pytest.approx(terms.loss.mean().item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -235,3 +252,107 @@ def test_bits_per_dim():
     assert bits_per_dim(-784 * math.log(2)) == pytest.approx(1.0)
     assert bits_per_dim(-100.0, n_dims=100) == pytest.approx(1 / math.log(2))
     assert bits_per_dim(0.0) == 0
+
+
+# --- Fréchet distance ------------------------------------------------------------------------------
+
+def test_frechet_distance_matches_the_closed_form_for_a_scaled_and_shifted_copy():
+    # b = 2a + 1: the means differ by m_a + 1 and C_b = 4 C_a, so
+    # FD = |m_a + 1|^2 + tr(C_a + 4 C_a - 2 * 2 C_a) = |m_a + 1|^2 + tr(C_a).
+    a = torch.randn(500, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    b = 2 * a + 1
+    expected = (a.mean(0) + 1).pow(2).sum().item() + torch.cov(a.T).trace().item()
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+    a = torch.randn(400, 5, generator=torch.Generator().manual_seed(1))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    assert frechet_distance(a, a + 0.5) == pytest.approx(5 * 0.25, rel=1e-4)
+
+
+def test_frechet_distance_validates_its_inputs():
+    with pytest.raises(ValueError, match="same k"):
+        frechet_distance(torch.zeros(10, 3), torch.zeros(10, 4))
+    with pytest.raises(ValueError, match="same k"):
+        frechet_distance(torch.zeros(10), torch.zeros(10))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        frechet_distance(torch.zeros(1, 3), torch.zeros(10, 3))
+
+
+def test_the_book_frechet_distance_is_rotation_invariant_with_every_component():
+    """With all components kept, the PCA features are a rotation of the centred pixels, and the
+    Fréchet distance does not change under a rotation: it must equal the distance on raw pixels."""
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(40, 1, 4, 4, generator=g)
+    a, b = torch.rand(30, 1, 4, 4, generator=g), torch.rand(25, 1, 4, 4, generator=g) ** 2
+    fd = FrechetDistance(reference, n_components=16)
+    assert fd(a, b) == pytest.approx(frechet_distance(a.flatten(1), b.flatten(1)), rel=1e-9)
+    torch.testing.assert_close(fd.components.T @ fd.components, torch.eye(16, dtype=torch.float64))
+    assert abs(fd(a, a)) < 1e-9
+
+
+def test_the_book_frechet_distance_keeps_the_top_components():
+    g = torch.Generator().manual_seed(1)
+    # Pixel 0 varies most, pixel 1 next, the rest barely: the top 2 components are pixels 0 and 1.
+    scale = torch.tensor([5.0, 2.0] + [0.01] * 14)
+    reference = (torch.randn(500, 16, generator=g) * scale).view(-1, 1, 4, 4)
+    fd = FrechetDistance(reference, n_components=2)
+    assert fd.components.shape == (16, 2)
+    assert fd.components.abs().argmax(0).sort().values.tolist() == [0, 1]
+    shifted = reference + torch.eye(16)[0].view(1, 1, 4, 4)  # moves along pixel 0 by 1
+    assert fd(reference, shifted) == pytest.approx(1.0, rel=1e-6)
+    with pytest.raises(ValueError, match="n_components"):
+        FrechetDistance(reference, n_components=0)
+
+
+def test_interpolation_codes_run_straight_from_one_code_to_the_other():
+    za, zb = torch.tensor([1.0, -2.0, 0.0]), torch.tensor([[3.0, 2.0, 1.0]])
+    z, t = interpolation_codes(za, zb, steps=5)
+    assert z.shape == (5, 3) and t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    torch.testing.assert_close(z[0], za)
+    torch.testing.assert_close(z[-1], zb[0])
+    torch.testing.assert_close(z[2], torch.tensor([2.0, 0.0, 0.5]))
+    steps = z[1:] - z[:-1]  # equal steps along one line
+    torch.testing.assert_close(steps, steps[:1].expand_as(steps))
+    with pytest.raises(ValueError, match="same size"):
+        interpolation_codes(torch.zeros(2), torch.zeros(3))
+
+
+def test_manifold_codes_place_the_gaussian_quantiles_row_by_row_top_row_first():
+    z, q = manifold_codes(3, n=5, dims=(0, 2))
+    normal = torch.distributions.Normal(0.0, 1.0)
+    torch.testing.assert_close(normal.cdf(q), torch.linspace(0.05, 0.95, 5))
+    assert z.shape == (25, 3) and (z[:, 1] == 0).all()
+    row, col = 1, 3
+    torch.testing.assert_close(z[row * 5 + col], torch.tensor([q[col], 0.0, q[5 - 1 - row]]))
+    assert z[0, 2] == q.max() and z[-1, 2] == q.min()  # the top row has the highest z_2
+    with pytest.raises(ValueError, match="two different dims"):
+        manifold_codes(2, dims=(0, 0))
+
+
+@pytest.mark.parametrize("d, share, expected", [
+    (1, 0.99, 2.5758293035489),             # the two-sided 99% normal quantile
+    (2, 0.99, math.sqrt(-2 * math.log(0.01))),  # chi with 2 dof: P(r < x) = 1 - exp(-x^2 / 2)
+    (2, 0.5, math.sqrt(-2 * math.log(0.5))),
+])
+def test_prior_radius_matches_closed_forms(d, share, expected):
+    assert prior_radius(d, share) == pytest.approx(expected, rel=1e-9)
+
+
+def test_prior_radius_holds_its_share_of_draws_in_20_dimensions():
+    draws = torch.randn(200_000, 20, generator=torch.Generator().manual_seed(0)).norm(dim=1)
+    r = prior_radius(20)
+    assert (draws < r).float().mean().item() == pytest.approx(0.99, abs=0.001)
+    with pytest.raises(ValueError, match="share"):
+        prior_radius(2, share=1.0)
+
+
+def test_decode_gives_pixel_probabilities_batch_by_batch(mnist):
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=3, hidden=(16,))
+    z = torch.randn(25, 3)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.decode(z))
+    torch.testing.assert_close(decode(model, z, batch_size=7), expected)

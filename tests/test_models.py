@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from vaelib.losses import bernoulli_nll, gaussian_kl
 from vaelib.models import (LOGVAR_RANGE, PRESETS, VAE, Autoencoder, ModelConfig, VAEOutput,
                            build_model, count_parameters)
 
@@ -164,3 +165,56 @@ def test_deeper_mlp_uses_every_hidden_size():
     model = build_model(kind="vae", latent_dim=5, hidden=(64, 32))
     assert _linear_sizes(model.encoder) == [(784, 64), (64, 32), (32, 10)]
     assert _linear_sizes(model.decoder) == [(5, 32), (32, 64), (64, 784)]
+
+
+# --- one interface for every model -----------------------------------------------------------------
+
+def test_a_model_class_refuses_a_config_of_the_other_kind():
+    with pytest.raises(ValueError, match="build_model"):
+        VAE(ModelConfig(kind="ae"))
+    with pytest.raises(ValueError, match="build_model"):
+        Autoencoder(ModelConfig(kind="vae"))
+    with pytest.raises(ValueError, match="either a ModelConfig or keyword"):
+        VAE(ModelConfig(), latent_dim=3)
+    assert VAE(latent_dim=3).config.kind == "vae" and Autoencoder(latent_dim=3).config.kind == "ae"
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_every_model_answers_the_same_calls(kind, x):
+    torch.manual_seed(0)
+    model = build_model(kind=kind, latent_dim=3, hidden=(16,))
+    terms = model.loss_terms(x, beta=2.0, generator=torch.Generator().manual_seed(0))
+    n = len(x)
+    for name in ("loss", "elbo", "recon", "kl", "sigma"):
+        assert getattr(terms, name).shape == (n,), name
+    assert terms.kl_per_dim.shape == (n, 3)
+    torch.testing.assert_close(terms.loss, terms.recon + 2.0 * terms.kl)
+    torch.testing.assert_close(terms.elbo, -(terms.recon + terms.kl))
+    assert model.code(x).shape == (n, 3)
+    assert model.reconstruct(x).shape == x.shape
+    assert model.variational == (kind == "vae")
+
+
+def test_the_autoencoder_is_the_case_with_no_kl(x):
+    torch.manual_seed(0)
+    ae = Autoencoder(latent_dim=3, hidden=(16,))
+    terms = ae.loss_terms(x, beta=5.0)
+    assert (terms.kl == 0).all() and (terms.kl_per_dim == 0).all() and (terms.sigma == 0).all()
+    torch.testing.assert_close(terms.loss, bernoulli_nll(ae(x), x))
+    torch.testing.assert_close(ae.code(x), ae.encode(x))
+    with pytest.raises(ValueError, match="no logvar"):
+        ae.posterior(x)
+
+
+def test_the_vae_terms_are_the_elbo_at_one_reparameterized_sample(x):
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=3, hidden=(16,))
+    terms = vae.loss_terms(x, beta=0.5, generator=torch.Generator().manual_seed(7))
+    mu, logvar = vae.posterior(x)
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+    logits = vae.decode(mu + torch.exp(0.5 * logvar) * eps)
+    torch.testing.assert_close(terms.recon, bernoulli_nll(logits, x))
+    torch.testing.assert_close(terms.kl, gaussian_kl(mu, logvar))
+    torch.testing.assert_close(terms.sigma, torch.exp(0.5 * logvar).mean(1))
+    torch.testing.assert_close(terms.loss, terms.recon + 0.5 * terms.kl)
+    torch.testing.assert_close(vae.code(x), mu)

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib.data import Dataset, load_dataset
+from vaelib import book
+from vaelib.data import Dataset
 from vaelib.evaluation import evaluate
 from vaelib.models import VAE, build_model, count_parameters
 from vaelib.training import fit, seed_everything
@@ -132,14 +133,14 @@ def gemm_throughput(model: nn.Module, batch: int = BATCH, min_seconds: float = 2
 def run(dataset: str = "fashion-mnist", epochs: int = 1, seed: int = 0, device: str = "cpu",
         n_train: int | None = None) -> dict:
     """Run the three measurements; return the figures as a dict."""
-    data = load_dataset(dataset)
+    data = book.dataset(dataset)
     data.train = data.train.subset(n_train, seed=seed)
     n_threads = torch.get_num_threads()
 
     seed_everything(seed)
     model = build_model("vae-784-400-20")
-    history = fit(model, data.train.images, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed,
-                  device=device, progress=False)
+    history = fit(model, data, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device=device,
+                  progress=False)
     samples_per_s = epochs * len(data.train) / sum(history["seconds"])
     elbo = evaluate(model.cpu(), data.test.images)["elbo"]
 

@@ -113,10 +113,12 @@ def _train(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from vaelib.data import load_dataset
+    from vaelib import book
+    from vaelib.callbacks import OnEpoch
+    from vaelib.checkpoints import load_checkpoint
     from vaelib.evaluation import evaluate
     from vaelib.models import ModelConfig, build_model
-    from vaelib.training import (TrainConfig, fit, get_device, load_checkpoint, seed_everything)
+    from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
     device = get_device(args.device)
     resume = None
@@ -133,15 +135,14 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(
             model=ModelConfig(kind=args.model or "vae", arch=args.arch, latent_dim=args.latent_dim,
                               hidden=tuple(args.hidden)),
-            dataset=args.dataset or _default_dataset(), epochs=args.epochs or 10,
+            dataset=args.dataset or book.dataset_name(), epochs=args.epochs or 10,
             batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
             n_train=args.n_train)
         out = args.out or Path(f"{config.model.kind}-{config.dataset}.pt")
         seed_everything(config.seed)
         model = build_model(config.model)
 
-    data = load_dataset(config.dataset)
-    train = data.train.subset(config.n_train, seed=config.seed)
+    data = book.dataset(config.dataset)
 
     def report(epoch: int, history: dict) -> None:
         tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {history['loss'][-1]:8.2f}  "
@@ -150,10 +151,8 @@ def _train(args: argparse.Namespace) -> int:
                    f"({history['samples_per_s'][-1]:,.0f} images/s)  saved {out}")
 
     try:
-        history = fit(model, train.images, epochs=config.epochs, batch_size=config.batch_size,
-                      lr=config.lr, beta=config.beta, seed=config.seed, binarize=config.binarize,
-                      device=device, progress=not args.no_progress, checkpoint=out, config=config,
-                      resume=resume, on_epoch=report)
+        history = fit(model, data, config, device=device, checkpoint=out, resume=resume,
+                      progress=not args.no_progress and book.show_progress(), callbacks=[OnEpoch(report)])
     except KeyboardInterrupt:
         done = _epochs_in(out)
         if done:
@@ -172,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
     with torch.no_grad():
         metrics = evaluate(model, data.test.images)
     final = {"epochs": len(history["loss"]), "train_loss": history["loss"][-1],
-             "train_elbo": history["elbo"][-1] if config.model.kind == "vae" else None,
+             "train_elbo": history["elbo"][-1] if model.variational else None,
              "test_elbo": metrics.get("elbo"), "test_recon": metrics["recon"],
              "test_kl": metrics.get("kl"), "active_units": metrics.get("active_units"),
              "mean_sigma": history["mean_sigma"][-1], "checkpoint": str(out),
@@ -182,7 +181,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _epochs_in(path: Path) -> int:
-    from vaelib.training import load_checkpoint
+    from vaelib.checkpoints import load_checkpoint
 
     try:
         return load_checkpoint(path)[1]["epoch"]
@@ -190,22 +189,20 @@ def _epochs_in(path: Path) -> int:
         return 0
 
 
-def _default_dataset() -> str:
-    from vaelib.data import default_dataset
-
-    return default_dataset()
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from vaelib.data import load_dataset
+    from vaelib import book
+    from vaelib.checkpoints import load_checkpoint
     from vaelib.evaluation import bits_per_dim, evaluate
-    from vaelib.training import get_device, load_checkpoint
+    from vaelib.training import get_device
 
     model, ckpt = load_checkpoint(args.checkpoint, device=get_device())
-    dataset = args.dataset or ckpt["train_config"]["dataset"]
-    data = load_dataset(dataset)
+    dataset = args.dataset or ckpt["train_config"].get("dataset")
+    if dataset is None:
+        raise VaelibError(f"{args.checkpoint} does not record which dataset it was trained on; "
+                          "pass --dataset mnist or --dataset fashion-mnist")
+    data = book.dataset(dataset)
     images = data.test.images[:args.n_test] if args.n_test else data.test.images
-    is_vae = model.config.kind == "vae"
+    is_vae = model.variational
     m = evaluate(model, images, iw_samples=args.iw_samples if is_vae else 0)
     result = {"elbo": m.get("elbo"), "recon": m["recon"], "kl": m.get("kl"),
               "iw_loglik": m.get("iw_loglik"), "iw_samples": m.get("iw_samples"),
@@ -231,8 +228,9 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     matplotlib.use("Agg")
+    from vaelib.checkpoints import load_checkpoint
     from vaelib.plots import image_grid
-    from vaelib.training import get_device, load_checkpoint
+    from vaelib.training import get_device
 
     model, _ = load_checkpoint(args.checkpoint, device=get_device())
     images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))

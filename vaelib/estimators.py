@@ -26,10 +26,12 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``: a sample of q that passes gradients.
 
-    ``eps`` may carry extra leading sample dimensions, e.g. ``[n_samples, batch, latent]``.
+    ``eps`` may carry extra leading sample dimensions, e.g. ``[n_samples, batch, latent]``. A
+    ``generator`` on another device than ``mu`` (a CPU one for a model on the GPU) is allowed.
     """
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        device = generator.device if generator is not None else mu.device
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=device).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 

@@ -1,7 +1,12 @@
-"""Evaluation on held-out data (chapters 5 and 7).
+"""Evaluation on held-out data, and the measurements behind the book's figures (chapters 2 to 7).
 
-All values are means **per example, in nats**. ``elbo <= iw_loglik <= log p(x)``: the importance-
-weighted estimate with K samples (the IWAE bound of Burda et al.) tightens as K grows.
+All likelihood values are means **per example, in nats**. ``elbo <= iw_loglik <= log p(x)``: the
+importance-weighted estimate with K samples (the IWAE bound of Burda et al.) tightens as K grows.
+
+The figures' numbers are computed here and drawn by :mod:`vaelib.plots`: :func:`decode`,
+:func:`interpolation_codes`, :func:`manifold_codes`, :func:`prior_radius` (the ball that holds a given
+share of N(0, I) draws) and :class:`FrechetDistance`, the book's one measure of how far a set of images
+is from the real ones.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ import math
 
 import torch
 
-from vaelib.losses import (bernoulli_nll, check_images, gaussian_kl, log_normal,
-                           log_standard_normal)
-from vaelib.models import VAE, Model
+from vaelib.data import check_images
+from vaelib.losses import bernoulli_nll, log_normal, log_standard_normal
+from vaelib.models import Model
+
+FRECHET_COMPONENTS = 50
 
 
 def _device(model: Model) -> torch.device:
@@ -21,30 +28,36 @@ def _device(model: Model) -> torch.device:
 
 @torch.no_grad()
 def encode_mean(model: Model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The code of each image: ``mu`` for a VAE, ``z`` for an autoencoder. ``[N, latent]`` on the CPU."""
+    """The point code of each image (``mu`` for a VAE, ``z`` for an autoencoder): ``[N, latent]``
+    on the CPU."""
     model.eval()
-    dev, out = _device(model), []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(dev)
-        out.append((model.encode(x)[0] if isinstance(model, VAE) else model.encode(x)).cpu())
-    return torch.cat(out)
+    dev = _device(model)
+    return torch.cat([model.code(x.to(dev)).cpu() for x in images.split(batch_size)])
 
 
 @torch.no_grad()
-def encode_distribution(model: VAE, images: torch.Tensor,
+def encode_distribution(model: Model, images: torch.Tensor,
                         batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mu, logvar: [N, latent]`` of q(z | x) for every image, on the CPU."""
+    """``mu, logvar: [N, latent]`` of q(z | x) for every image, on the CPU (a VAE only)."""
     model.eval()
     dev, mus, logvars = _device(model), [], []
-    for i in range(0, len(images), batch_size):
-        mu, logvar = model.encode(images[i:i + batch_size].to(dev))
+    for x in images.split(batch_size):
+        mu, logvar = model.posterior(x.to(dev))
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 
 @torch.no_grad()
-def iw_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
+def decode(model: Model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Pixel probabilities ``[N, C, H, W]`` on the CPU for codes ``z: [N, latent]``."""
+    model.eval()
+    dev = _device(model)
+    return torch.cat([torch.sigmoid(model.decode(c.to(dev))).cpu() for c in z.split(batch_size)])
+
+
+@torch.no_grad()
+def iw_log_likelihood(model: Model, x: torch.Tensor, k: int = 100,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) with ``k`` samples: ``[batch]`` nats.
 
@@ -53,12 +66,13 @@ def iw_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
     """
     if k <= 0:
         raise ValueError(f"the number of importance samples must be positive, got {k}")
-    mu, logvar = model.encode(x)
+    mu, logvar = model.posterior(x)
     chunk = max(1, 20_000 // max(1, len(x)))
     log_w = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        eps = torch.randn((n, *mu.shape), generator=generator).to(mu.device)
+        eps = torch.randn((n, *mu.shape), generator=generator,
+                          device=generator.device if generator is not None else mu.device).to(mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps                            # [n, batch, latent]
         logits = model.decode(z.reshape(-1, z.shape[-1]))
         log_px_z = -bernoulli_nll(logits, x.repeat(n, *([1] * (x.dim() - 1))), validate=False)
@@ -67,55 +81,150 @@ def iw_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
 
 
 @torch.no_grad()
-def active_units(model: VAE, images: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
+def active_units(model: Model, images: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
     """Active units (Burda et al. 2015): dimension u is active if Cov_x(E_q[z_u]) > ``threshold``.
 
     Returns ``(count, variance_per_dim)``. A dimension whose posterior mean ignores the input has
     collapsed to the prior and carries no information.
     """
-    mu, _ = encode_distribution(model, images)
-    var = mu.var(0)
+    var = encode_mean(model, images).var(0)
     return int((var > threshold).sum()), var
 
 
 @torch.no_grad()
-def evaluate(model: Model, images: torch.Tensor, *, iw_samples: int = 0, batch_size: int = 500,
-             seed: int = 0) -> dict[str, float]:
-    """Per-example test metrics in nats.
+def evaluate(model: Model, images: torch.Tensor, *, beta: float = 1.0, iw_samples: int = 0,
+             batch_size: int = 500, seed: int = 0) -> dict[str, float]:
+    """Per-example test metrics in nats, from the same objective ``fit`` minimises
+    (``model.loss_terms``, one sample of z per image, seeded by ``seed``).
 
-    For a VAE: ``elbo`` (negative), ``recon`` and ``kl`` (non-negative, ``-elbo = recon + kl``),
-    ``iw_loglik`` when ``iw_samples > 0``, ``active_units`` and ``latent_dim``. For an autoencoder:
-    ``recon`` (its reconstruction NLL from the code) and ``latent_dim``.
+    Every model: ``recon``, ``kl``, ``elbo``, ``loss`` (recon + beta * kl), ``latent_dim`` and ``n``.
+    A VAE also gets ``active_units`` and, when ``iw_samples > 0``, ``iw_loglik``. For an autoencoder
+    ``kl`` is 0 and ``elbo`` is not a bound on anything: it is left out.
     """
     check_images(images, "images")
+    if not isinstance(iw_samples, int) or iw_samples < 0:
+        raise ValueError(f"iw_samples must be an integer >= 0, got {iw_samples!r}")
     model.eval()
     dev = _device(model)
     gen = torch.Generator().manual_seed(seed)
-    sums = {"recon": 0.0, "kl": 0.0, "iw_loglik": 0.0}
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(dev)
-        if isinstance(model, VAE):
-            mu, logvar = model.encode(x)
-            eps = torch.randn(mu.shape, generator=gen).to(dev)
-            logits = model.decode(mu + torch.exp(0.5 * logvar) * eps)
-            sums["recon"] += bernoulli_nll(logits, x, validate=False).sum().item()
-            sums["kl"] += gaussian_kl(mu, logvar).sum().item()
-            if iw_samples > 0:
-                sums["iw_loglik"] += iw_log_likelihood(model, x, iw_samples, gen).sum().item()
-        else:
-            sums["recon"] += bernoulli_nll(model(x), x, validate=False).sum().item()
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, iw_loglik
+    for x in images.split(batch_size):
+        x = x.to(dev)
+        t = model.loss_terms(x, beta, generator=gen, validate=False)
+        iw = iw_log_likelihood(model, x, iw_samples, gen).sum() if iw_samples and model.variational else 0
+        sums += torch.tensor([t.loss.sum().item(), t.recon.sum().item(), t.kl.sum().item(), float(iw)],
+                             dtype=torch.float64)
     n = len(images)
-    result = {"recon": sums["recon"] / n, "latent_dim": model.config.latent_dim, "n": n}
-    if isinstance(model, VAE):
-        result["kl"] = sums["kl"] / n
-        result["elbo"] = -(result["recon"] + result["kl"])
-        if iw_samples > 0:
-            result["iw_loglik"] = sums["iw_loglik"] / n
-            result["iw_samples"] = iw_samples
-        result["active_units"] = active_units(model, images)[0]
+    loss, recon, kl, iw = (sums / n).tolist()
+    result = {"loss": loss, "recon": recon, "kl": kl, "latent_dim": model.config.latent_dim, "n": n}
+    if model.variational:
+        result.update(elbo=-(recon + kl), active_units=active_units(model, images)[0])
+        if iw_samples:
+            result.update(iw_loglik=iw, iw_samples=iw_samples)
     return result
 
 
 def bits_per_dim(nats_per_example: float, n_dims: int = 784) -> float:
     """Convert a per-example log-likelihood in nats to bits per dimension (positive = cost)."""
     return -nats_per_example / (n_dims * math.log(2))
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of ``[n_a, k]`` and ``[n_b, k]`` features:
+    ``|m_a - m_b|^2 + tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2)``, computed in float64. It is 0 for
+    identical fits; FID is this distance on the features of an image classifier."""
+    if features_a.dim() != 2 or features_b.dim() != 2 or features_a.shape[1] != features_b.shape[1]:
+        raise ValueError("frechet_distance needs two [n, k] feature matrices with the same k, got "
+                         f"{tuple(features_a.shape)} and {tuple(features_b.shape)}")
+    if min(len(features_a), len(features_b)) < 2:
+        raise ValueError("frechet_distance needs at least 2 rows on each side to fit a covariance")
+    a, b = features_a.detach().cpu().double(), features_b.detach().cpu().double()
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()  # tr sqrt(C_a C_b)
+    mean_term = (a.mean(0) - b.mean(0)).pow(2).sum()
+    return (mean_term + cov_a.trace() + cov_b.trace() - 2 * cross).item()
+
+
+class FrechetDistance:
+    """The book's distance between a set of images and the real ones.
+
+    Images are summarised by their coordinates on the top ``n_components`` principal components of
+    ``reference`` images (real training images); :func:`frechet_distance` then compares the Gaussians
+    fitted to two such sets. Lower is closer; two sets of real images give the floor. It plays the role
+    FID plays for natural images, with principal components instead of a classifier's features.
+
+    >>> fd = FrechetDistance(data.train.images[:5000])
+    >>> fd(model.sample(1000), data.test.images[:1000])
+    """
+
+    def __init__(self, reference: torch.Tensor, n_components: int = FRECHET_COMPONENTS) -> None:
+        flat = reference.detach().cpu().flatten(1).double()
+        if not 1 <= n_components <= min(flat.shape):
+            raise ValueError(f"n_components must be between 1 and {min(flat.shape)}, got {n_components}")
+        self.mean = flat.mean(0)
+        self.components = torch.linalg.svd(flat - self.mean, full_matrices=False).Vh[:n_components].T
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, n_components]`` coordinates of images ``[N, C, H, W]``."""
+        return (images.detach().cpu().flatten(1).double() - self.mean) @ self.components
+
+    def __call__(self, images_a: torch.Tensor, images_b: torch.Tensor) -> float:
+        return frechet_distance(self.features(images_a), self.features(images_b))
+
+
+def interpolation_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int = 10
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes on the straight line from ``z_a`` to ``z_b`` (each ``[latent]`` or ``[1, latent]``):
+    ``([steps, latent]`` codes ``(1 - t) z_a + t z_b``, ``[steps]`` weights t from 0 to 1)."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    z_a, z_b = z_a.reshape(1, -1), z_b.reshape(1, -1)
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"both codes need the same size, got {z_a.shape[1]} and {z_b.shape[1]}")
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)
+    return (1 - t[:, None]) * z_a + t[:, None] * z_b, t
+
+
+def manifold_codes(latent_dim: int, n: int = 15, dims: tuple[int, int] = (0, 1)
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """An ``n x n`` grid of codes at the Gaussian quantiles 5%..95% of two dimensions (the others 0),
+    so equal areas of the prior get equal space: ``([n * n, latent]`` codes in row-major order, the top
+    row first (highest ``dims[1]``), ``[n]`` quantiles)."""
+    if n < 2 or len(set(dims)) != 2 or not all(0 <= d < latent_dim for d in dims):
+        raise ValueError(f"need n >= 2 and two different dims below {latent_dim}, got n={n}, dims={dims}")
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+    z = torch.zeros(n * n, latent_dim)
+    z[:, dims[0]] = q.repeat(n)
+    z[:, dims[1]] = q.flip(0).repeat_interleave(n)
+    return z, q
+
+
+def prior_radius(latent_dim: int, share: float = 0.99) -> float:
+    """The radius of the ball around 0 that holds ``share`` of N(0, I) draws in ``latent_dim``
+    dimensions: the square root of the chi-square quantile, found by bisection on its CDF."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be between 0 and 1, got {share}")
+    k = torch.tensor(latent_dim / 2, dtype=torch.float64)
+    lo, hi = 0.0, float(latent_dim) + 40.0 * math.sqrt(latent_dim) + 40.0  # bounds on r^2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if torch.special.gammainc(k, torch.tensor(mid / 2, dtype=torch.float64)).item() < share:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt((lo + hi) / 2)
+
+
+def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
+    """Codes as 2-D points for a scatter plot, with axis names: 2-D codes as they are, 1-D codes on a
+    line, wider codes on their top two principal components."""
+    codes = codes.detach().cpu().float()
+    if codes.shape[1] == 1:
+        return torch.cat([codes, torch.zeros_like(codes)], 1), ("$z_1$", "(none)")
+    if codes.shape[1] == 2:
+        return codes, ("$z_1$", "$z_2$")
+    centred = codes - codes.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, ("principal component 1", "principal component 2")

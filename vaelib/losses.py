@@ -18,23 +18,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from vaelib.data import check_images
+
 LOG_2PI = math.log(2 * math.pi)
-
-
-def check_images(x: torch.Tensor, name: str = "x") -> None:
-    """Raise a clear ``ValueError`` unless ``x`` is a floating batch of pixel values in [0, 1]."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
-                         "try x.float() / 255")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
-    if x.numel() and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must hold values in [0, 1] for a Bernoulli likelihood, got "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}]; rescale it, e.g. x / 255")
 
 
 def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
@@ -102,23 +88,40 @@ def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
 
 
 class ELBOTerms(NamedTuple):
-    """Per-example terms, each ``[batch]`` in nats.
+    """The terms of the objective for each example, in nats: ``[batch]`` each, ``kl_per_dim``
+    ``[batch, latent]``.
 
-    ``loss = recon_nll + beta * kl`` is what training minimises; ``elbo = -(recon_nll + kl)`` is the
-    bound on log p(x) whatever ``beta`` is.
+    ``loss = recon + beta * kl`` is what training minimises; ``elbo = -(recon + kl)`` is the bound on
+    log p(x) whatever ``beta`` is. ``sigma`` is the encoder's mean standard deviation, a diagnostic
+    (chapter 4). A point code (the autoencoder) is the case ``kl = 0``, ``sigma = 0``.
     """
 
     loss: torch.Tensor
     elbo: torch.Tensor
-    recon_nll: torch.Tensor
+    recon: torch.Tensor
     kl: torch.Tensor
+    kl_per_dim: torch.Tensor
+    sigma: torch.Tensor
+
+
+def check_beta(beta: float) -> None:
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+
+
+def objective(recon: torch.Tensor, kl_per_dim: torch.Tensor, sigma: torch.Tensor,
+              beta: float = 1.0) -> ELBOTerms:
+    """The one place the objective is put together from its parts: ``recon [batch]``,
+    ``kl_per_dim [batch, latent]`` and ``sigma [batch]``."""
+    check_beta(beta)
+    kl = kl_per_dim.sum(1)
+    return ELBOTerms(loss=recon + beta * kl, elbo=-(recon + kl), recon=recon, kl=kl,
+                     kl_per_dim=kl_per_dim, sigma=sigma)
 
 
 def elbo_terms(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                beta: float = 1.0, validate: bool = True) -> ELBOTerms:
-    """The ELBO and its parts. ``beta = 0`` is the "no KL" model of chapter 4; ``beta = 1`` the VAE."""
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    recon = bernoulli_nll(logits, x, validate=validate)
-    kl = gaussian_kl(mu, logvar)
-    return ELBOTerms(loss=recon + beta * kl, elbo=-(recon + kl), recon_nll=recon, kl=kl)
+    """The ELBO and its parts for a Gaussian encoder. ``beta = 0`` is the "no KL" model of
+    chapter 4; ``beta = 1`` the VAE."""
+    return objective(bernoulli_nll(logits, x, validate=validate), gaussian_kl_per_dim(mu, logvar),
+                     torch.exp(0.5 * logvar).mean(1), beta)

@@ -3,8 +3,16 @@
 Both decode to Bernoulli **logits** (pass them through ``torch.sigmoid`` for pixel probabilities).
 The VAE's encoder returns the mean ``mu`` and log-variance ``logvar`` of a diagonal Gaussian
 q(z | x); ``logvar`` is clamped to ``LOGVAR_RANGE`` so that ``exp`` stays finite however training
-goes. The default network is the canonical MLP 784-400-20 of Kingma & Welling; ``arch="conv"`` gives a
-small convolutional variant (chapter 7).
+goes. The default network is an MLP 784-400-20 (one hidden layer of 400 units, a 20-D code);
+``arch="conv"`` gives a small convolutional variant (chapter 7).
+
+Every model answers the same calls, so no caller needs to know which one it holds:
+
+- ``model.loss_terms(x, beta)``: the terms of the objective (:class:`~vaelib.losses.ELBOTerms`);
+  the autoencoder is the case with no KL;
+- ``model.code(x)``: the point code used for plots (``mu`` for a VAE, ``z`` for an autoencoder);
+- ``model.decode(z)``, ``model.reconstruct(x)``, ``model.sample(n)``;
+- ``model.variational``: whether ``model.posterior(x)`` gives a distribution ``(mu, logvar)``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import torch
 from torch import nn
 
 from vaelib.estimators import reparameterize
+from vaelib.losses import ELBOTerms, bernoulli_nll, elbo_terms, objective
 
 LOGVAR_RANGE = (-20.0, 10.0)  # sigma between 4.5e-5 and 148
 KINDS = ("ae", "vae")
@@ -105,6 +114,17 @@ def _decoder(cfg: ModelConfig) -> nn.Module:
 
 class _Base(nn.Module):
     config: ModelConfig
+    kind: str            # the ModelConfig.kind this class builds
+    variational: bool    # True when the encoder outputs a distribution
+
+    def _set_config(self, config: ModelConfig | None, kwargs: dict) -> None:
+        if config is not None and kwargs:
+            raise ValueError("pass either a ModelConfig or keyword arguments, not both")
+        config = config or ModelConfig(kind=self.kind, **kwargs)
+        if config.kind != self.kind:
+            raise ValueError(f"a {type(self).__name__} needs ModelConfig(kind={self.kind!r}), got "
+                             f"kind={config.kind!r}; use build_model(config) to get the right class")
+        self.config = config
 
     def _check_x(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.config.image_shape:
@@ -123,6 +143,11 @@ class _Base(nn.Module):
         return self.decoder(z)
 
     @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities decoded from the point code of each image."""
+        return torch.sigmoid(self.decode(self.code(x)))
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` codes drawn from N(0, I): pixel probabilities ``[n, *image_shape]``."""
         device = next(self.parameters()).device
@@ -133,9 +158,11 @@ class _Base(nn.Module):
 class Autoencoder(_Base):
     """A deterministic autoencoder: ``z = encode(x)``, ``logits = decode(z)``."""
 
+    kind, variational = "ae", False
+
     def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
         super().__init__()
-        self.config = config or ModelConfig(kind="ae", **kwargs)
+        self._set_config(config, kwargs)
         self.encoder = _encoder(self.config, self.config.latent_dim)
         self.decoder = _decoder(self.config)
 
@@ -144,20 +171,32 @@ class Autoencoder(_Base):
         self._check_x(x)
         return self.encoder(x)
 
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise ValueError("an autoencoder's code is a single point, not a distribution: it has no "
+                         "logvar. Use model.code(x), or a VAE")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self(x))
+    def loss_terms(self, x: torch.Tensor, beta: float = 1.0, *,
+                   generator: torch.Generator | None = None, validate: bool = True) -> ELBOTerms:
+        """Reconstruction from the code itself; ``kl`` and ``sigma`` are 0 (``beta`` changes nothing)."""
+        z = self.encode(x)
+        recon = bernoulli_nll(self.decode(z), x, validate=validate)
+        return objective(recon, torch.zeros_like(z), torch.zeros_like(recon), beta)
 
 
 class VAE(_Base):
     """A VAE with a diagonal-Gaussian encoder q(z | x) and a Bernoulli decoder p(x | z)."""
 
+    kind, variational = "vae", True
+
     def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
         super().__init__()
-        self.config = config or ModelConfig(kind="vae", **kwargs)
+        self._set_config(config, kwargs)
         # One linear layer produces [mu, logvar] together: the same maths as two heads, one matmul.
         self.encoder = _encoder(self.config, 2 * self.config.latent_dim)
         self.decoder = _decoder(self.config)
@@ -168,21 +207,29 @@ class VAE(_Base):
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """``z = mu + sigma * eps`` with ``eps ~ N(0, I)``: a sample that gradients flow through."""
-        return reparameterize(mu, logvar)
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu, logvar: [batch, latent]`` of q(z | x), the same as :meth:`encode`."""
+        return self.encode(x)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z = mu + sigma * eps`` with ``eps ~ N(0, I)``: a sample that gradients flow through."""
+        return reparameterize(mu, logvar, generator=generator)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar)
+        z = self.reparameterize(mu, logvar, generator)
         return VAEOutput(self.decode(z), mu, logvar, z)
 
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities decoded from the posterior mean."""
-        mu, _ = self.encode(x)
-        return torch.sigmoid(self.decode(mu))
+    def loss_terms(self, x: torch.Tensor, beta: float = 1.0, *,
+                   generator: torch.Generator | None = None, validate: bool = True) -> ELBOTerms:
+        """The terms at one reparameterized sample z ~ q(z | x) per image."""
+        out = self(x, generator)
+        return elbo_terms(out.logits, x, out.mu, out.logvar, beta, validate=validate)
 
 
 Model = Autoencoder | VAE
@@ -200,4 +247,5 @@ def build_model(config: ModelConfig | str | None = None, **kwargs) -> Model:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of trainable weights and biases."""
     return sum(p.numel() for p in model.parameters())

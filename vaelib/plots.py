@@ -1,4 +1,6 @@
-"""Figures for the book. Every function returns a matplotlib ``Figure`` with a title and labelled axes.
+"""Figures for the book. Every function returns a matplotlib ``Figure`` with a title and labelled axes,
+and only draws what it is given: the numbers behind a figure (decoded images, codes, the radius of the
+prior's ball) come from :mod:`vaelib.evaluation`, so a chapter can also measure what its figure shows.
 
 Images are ``[N, 1, H, W]`` tensors with values in [0, 1] (pixel probabilities or data).
 """
@@ -14,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
-from vaelib.models import VAE, Model
+from vaelib.evaluation import project_2d
 
 History = dict[str, list]
 
@@ -67,21 +69,15 @@ def reconstructions(originals: torch.Tensor, recons: torch.Tensor, n: int = 10,
     return fig
 
 
-def _project(codes: torch.Tensor) -> tuple[np.ndarray, tuple[str, str]]:
-    codes = codes.detach().cpu().float()
-    if codes.shape[1] == 1:
-        return torch.cat([codes, torch.zeros_like(codes)], 1).numpy(), ("$z_1$", "(none)")
-    if codes.shape[1] == 2:
-        return codes.numpy(), ("$z_1$", "$z_2$")
-    centred = codes - codes.mean(0)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return (centred @ v[:2].T).numpy(), ("principal component 1", "principal component 2")
-
-
 def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None = None,
-                   title: str = "Codes of test images", ax: plt.Axes | None = None) -> Figure:
-    """Scatter codes coloured by class; codes of more than 2 dimensions are projected by PCA."""
-    xy, (xl, yl) = _project(codes)
+                   title: str = "Codes of test images", ax: plt.Axes | None = None,
+                   circle: float | None = None,
+                   circle_label: str = "99% of N(0, I) draws fall inside") -> Figure:
+    """Scatter codes coloured by class; codes of more than 2 dimensions are projected by PCA
+    (:func:`vaelib.evaluation.project_2d`). ``circle``: also draw a dashed circle of that radius
+    around 0 (e.g. :func:`vaelib.evaluation.prior_radius`), with equal axis scales."""
+    xy, (xl, yl) = project_2d(codes)
+    xy = xy.numpy()
     labels = labels.cpu().numpy()
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 5))
@@ -92,6 +88,11 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, class_names: Seque
     if class_names is not None:
         cbar.ax.set_yticklabels(class_names)
     cbar.set_label("class")
+    if circle is not None:
+        ax.add_patch(plt.Circle((0, 0), circle, fill=False, color="black", lw=2, ls="--",
+                                label=circle_label))
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     ax.set_title(title)
@@ -122,69 +123,65 @@ def gaussian_ellipses(mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tens
     return _finish(fig)
 
 
-@torch.no_grad()
-def manifold(model: Model, n: int = 15, dims: tuple[int, int] = (0, 1),
+def manifold(images: torch.Tensor, quantiles: torch.Tensor,
              title: str = "Decoded latent grid (Gaussian quantiles)") -> Figure:
-    """Decode an ``n x n`` grid of codes placed at the Gaussian quantiles 5%..95% of two dimensions
-    (the others held at 0), so equal areas of the prior get equal space."""
-    device = next(model.parameters()).device
-    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
-    z = torch.zeros(n * n, model.config.latent_dim)
-    z[:, dims[0]] = q.repeat(n)
-    z[:, dims[1]] = q.flip(0).repeat_interleave(n)
-    images = torch.sigmoid(model.decode(z.to(device))).cpu()
+    """Draw the ``n x n`` decoded grid of :func:`vaelib.evaluation.manifold_codes`: ``images``
+    ``[n * n, C, H, W]`` in its row-major order, ``quantiles [n]`` along each axis."""
+    n = len(quantiles)
+    if images.dim() != 4 or len(images) != n * n:
+        raise ValueError(f"expected {n * n} images [N, C, H, W] for {n} quantiles, got {tuple(images.shape)}")
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(_grid(images, n, pad=0), cmap="gray_r", vmin=0, vmax=1)
     side = images.shape[-1]
     ticks = np.arange(n) * side + side / 2
     ax.set_xticks(ticks[::2])
-    ax.set_xticklabels([f"{v:.1f}" for v in q[::2].tolist()])
+    ax.set_xticklabels([f"{v:.1f}" for v in quantiles[::2].tolist()])
     ax.set_yticks(ticks[::2])
-    ax.set_yticklabels([f"{v:.1f}" for v in q.flip(0)[::2].tolist()])
-    ax.set_xlabel(f"$z_{dims[0] + 1}$")
-    ax.set_ylabel(f"$z_{dims[1] + 1}$")
+    ax.set_yticklabels([f"{v:.1f}" for v in quantiles.flip(0)[::2].tolist()])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
     ax.set_title(title)
     return _finish(fig)
 
 
-@torch.no_grad()
-def interpolation(model: Model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
+def interpolation(images: torch.Tensor, t: torch.Tensor,
                   title: str = "Walking in latent space from one image to another") -> Figure:
-    """Decode codes on the straight line between the codes of two images ``[1, C, H, W]`` each."""
-    device = next(model.parameters()).device
-    code = (lambda x: model.encode(x.to(device))[0]) if isinstance(model, VAE) else \
-        (lambda x: model.encode(x.to(device)))
-    za, zb = code(x_a), code(x_b)
-    t = torch.linspace(0, 1, steps, device=device)[:, None]
-    images = torch.sigmoid(model.decode((1 - t) * za + t * zb)).cpu()
+    """Draw the decoded codes of :func:`vaelib.evaluation.interpolation_codes` in a row, each labelled
+    with its weight ``t``."""
+    if images.dim() != 4 or len(images) != len(t):
+        raise ValueError(f"expected one image per weight ({len(t)}), got images {tuple(images.shape)}")
+    steps = len(t)
     fig = image_grid(images, nrow=steps, title=title)
     ax = fig.axes[0]
     side = images.shape[-1] + 1
     ax.set_xticks(np.arange(steps) * side + side / 2)
-    ax.set_xticklabels([f"{v:.1f}" for v in t.squeeze(1).tolist()])
+    ax.set_xticklabels([f"{v:.1f}" for v in t.tolist()])
     ax.set_xlabel("interpolation weight t (0 = first image, 1 = second)")
     return fig
 
 
-def prior_samples(model: Model, n: int = 64, nrow: int = 8, generator: torch.Generator | None = None,
-                  title: str = "Decoded codes drawn from N(0, I)") -> Figure:
-    """Decode ``n`` codes drawn from the standard normal prior."""
-    return image_grid(model.sample(n, generator=generator), nrow=nrow, title=title)
+CURVE_LABELS = {"recon": "reconstruction NLL (nats)", "kl": "KL (nats)", "elbo": "ELBO (nats)",
+                "loss": "loss (nats)", "mean_sigma": "mean sigma"}
 
 
-def training_curves(history: History, keys: Sequence[str] = ("recon", "kl"),
-                    title: str = "Training curves") -> Figure:
-    """One panel per history key, against epoch."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-    labels = {"recon": "reconstruction NLL (nats)", "kl": "KL (nats)", "elbo": "ELBO (nats)",
-              "loss": "loss (nats)", "mean_sigma": "mean sigma"}
+def training_curves(histories: History | dict[str, History], keys: Sequence[str] = ("recon", "kl"),
+                    title: str = "Training curves", logy: Sequence[str] = ()) -> Figure:
+    """One panel per history key against epoch; one line per run when given ``{name: history}``.
+    Keys named in ``logy`` get a log-scaled y axis."""
+    runs = {"": histories} if "loss" in histories else histories
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        values = history[key]
-        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3)
+        for name, history in runs.items():
+            values = history[key]
+            ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name or None)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(labels.get(key, key))
-        ax.set_title(labels.get(key, key).split(" (")[0])
+        ax.set_ylabel(CURVE_LABELS.get(key, key))
+        ax.set_title(CURVE_LABELS.get(key, key).split(" (")[0])
+        if key in logy:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
+        if len(runs) > 1:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     return _finish(fig)
 
@@ -194,7 +191,9 @@ def sigma_histogram(sigmas: dict[str, torch.Tensor], bins: int = 60,
     """Histogram of sigma values (log-scaled x axis), one series per named model."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     all_vals = torch.cat([s.flatten().cpu() for s in sigmas.values()]).clamp_min(1e-6)
-    edges = np.logspace(np.log10(all_vals.min().item()), np.log10(max(all_vals.max().item(), 1.5)), bins)
+    # Edges a little outside the extremes, so rounding in logspace never drops the smallest value.
+    edges = np.logspace(np.log10(all_vals.min().item() * 0.99), np.log10(max(all_vals.max().item(), 1.5)),
+                        bins)
     for name, s in sigmas.items():
         ax.hist(s.flatten().cpu().clamp_min(1e-6).numpy(), bins=edges, alpha=0.6, label=name)
     ax.set_xscale("log")

@@ -66,6 +66,7 @@ class LatentExplorer:
         ax.set_yticks(np.arange(self.n_sliders) * (grid.shape[0] / self.n_sliders) + grid.shape[0] / self.n_sliders / 2)
         ax.set_yticklabels([f"$z_{d + 1}$" for d in range(self.n_sliders)])
         ax.set_xlabel("slider value (other dimensions held at 0)")
+        ax.set_ylabel("slider")
         ax.set_title("Latent explorer, static view: each row moves one slider")
         fig.tight_layout()
         return fig

@@ -1,0 +1,208 @@
+"""The book's policy (vaelib.book): its switches, its models and the trained-model cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaelib.book as vbook
+import vaelib.callbacks as vcallbacks
+from vaelib.book import train_or_load
+from vaelib.checkpoints import load_checkpoint
+from vaelib.models import VAE, build_model
+from vaelib.training import TrainConfig, fit, seed_everything
+
+# Every per-epoch value that depends only on the maths (not on the wall clock).
+HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim")
+
+
+def _train(cfg, images, *, seed=0, **kwargs):
+    seed_everything(seed)
+    model = build_model(cfg)
+    kwargs.setdefault("batch_size", 64)
+    history = fit(model, images, seed=seed, progress=False, device="cpu", **kwargs)
+    return model, history
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+def _maths(history):
+    return {k: history[k] for k in HISTORY_KEYS}
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- train_or_load --------------------------------------------------------------------------------
+
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Records every call of fit made by train_or_load (its resume argument included)."""
+    calls = []
+    real = vbook.fit
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("resume"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vbook, "fit", spy)
+    return calls
+
+
+def _config(tiny_config, **kw):
+    return TrainConfig(model=tiny_config, dataset="mnist", epochs=kw.pop("epochs", 2), batch_size=64,
+                       n_train=kw.pop("n_train", 256), **kw)
+
+
+def test_train_or_load_trains_once_then_loads(tmp_path, mnist, tiny_config, fit_calls):
+    cfg = _config(tiny_config)
+    m1, h1 = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
+    assert fit_calls == [None] and len(h1["loss"]) == 2
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("vae-")
+
+    m2, h2 = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
+    assert fit_calls == [None]  # loaded, not trained again
+    assert _same_weights(m1, m2) and h2 == h1
+    assert isinstance(m2, VAE) and not m2.training
+
+    # The model is the one a plain fit on the same subset gives.
+    ref, ref_h = _train(tiny_config, mnist.train.subset(256, seed=0).images, epochs=2)
+    assert _same_weights(ref, m2) and _maths(ref_h) == _maths(h2)
+
+
+def test_train_or_load_retrains_when_the_config_changes(tmp_path, mnist, tiny_config, fit_calls):
+    train_or_load(_config(tiny_config), mnist, cache=tmp_path, device="cpu", progress=False)
+    m_beta, _ = train_or_load(_config(tiny_config, beta=0.5), mnist, cache=tmp_path, device="cpu",
+                              progress=False)
+    m_n, _ = train_or_load(_config(tiny_config, n_train=128), mnist, cache=tmp_path, device="cpu",
+                           progress=False)
+    assert fit_calls == [None, None, None]
+    assert len(list(tmp_path.iterdir())) == 3
+    assert not _same_weights(m_beta, m_n)
+
+
+def test_train_or_load_keys_on_the_data_not_on_how_it_arrived(tmp_path, mnist, tiny_config,
+                                                              fit_calls):
+    """The first run downloads the data, later ones read the cache: the same images, the same model."""
+    downloaded = dataclasses.replace(mnist, source="torchvision download")
+    cached = dataclasses.replace(mnist, source="cache")
+    m1, _ = train_or_load(_config(tiny_config), downloaded, cache=tmp_path, device="cpu",
+                          progress=False)
+    m2, _ = train_or_load(_config(tiny_config), cached, cache=tmp_path, device="cpu", progress=False)
+    assert fit_calls == [None]
+    assert _same_weights(m1, m2)
+    # ... but other images (here: the fixed-binarized digits) are another model.
+    binary = dataclasses.replace(mnist, train=dataclasses.replace(
+        mnist.train, images=torch.bernoulli(mnist.train.images, generator=torch.Generator().manual_seed(0))))
+    train_or_load(_config(tiny_config), binary, cache=tmp_path, device="cpu", progress=False)
+    assert fit_calls == [None, None]
+
+
+def test_an_interrupted_cache_entry_resumes(tmp_path, mnist, tiny_config, fit_calls, monkeypatch):
+    cfg = _config(tiny_config, epochs=4)
+    real_save = vcallbacks.save_checkpoint
+
+    def interrupt_after_epoch_two(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        if kwargs.get("epoch") == 2:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(vcallbacks, "save_checkpoint", interrupt_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(cfg, mnist, cache=tmp_path / "a", device="cpu", progress=False)
+    monkeypatch.setattr(vcallbacks, "save_checkpoint", real_save)
+    (entry,) = (tmp_path / "a").iterdir()
+    assert load_checkpoint(entry)[1]["epoch"] == 2
+
+    model, history = train_or_load(cfg, mnist, cache=tmp_path / "a", device="cpu", progress=False)
+    assert len(fit_calls) == 2 and fit_calls[1] is not None and fit_calls[1]["epoch"] == 2
+    assert load_checkpoint(entry)[1]["epoch"] == 4
+
+    straight, straight_h = train_or_load(cfg, mnist, cache=tmp_path / "b", device="cpu",
+                                         progress=False)
+    assert _maths(history) == _maths(straight_h)
+    assert _same_weights(model, straight)
+
+
+def test_a_damaged_cache_entry_is_reported_and_retrained(tmp_path, mnist, tiny_config, fit_calls,
+                                                         capsys):
+    cfg = _config(tiny_config)
+    m1, _ = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
+    (entry,) = tmp_path.iterdir()
+    entry.write_bytes(entry.read_bytes()[:500])
+    capsys.readouterr()
+    m2, _ = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
+    assert "ignoring a damaged cached model" in capsys.readouterr().out
+    assert fit_calls == [None, None]
+    assert _same_weights(m1, m2)
+    assert load_checkpoint(entry)[1]["epoch"] == 2
+
+
+def test_train_or_load_rejects_data_for_another_dataset(tmp_path, mnist, tiny_config):
+    cfg = TrainConfig(model=tiny_config, dataset="fashion-mnist", epochs=1)
+    with pytest.raises(ValueError, match="fashion-mnist.*mnist"):
+        train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
+
+
+def test_train_or_load_uses_the_vaelib_data_folder_by_default(mnist, tiny_config, vaelib_env):
+    cfg = _config(tiny_config, epochs=1, n_train=64)
+    train_or_load(cfg, mnist, device="cpu", progress=False)
+    assert any(p.suffix == ".pt" for p in (Path(os.environ["VAELIB_DATA"]) / "models").iterdir())
+
+
+# --- the switches --------------------------------------------------------------------------------
+
+def test_the_switches_follow_the_environment(monkeypatch, tmp_path):
+    for name in ("VAELIB_QUICK", "VAELIB_DATASET", "VAELIB_DATA", "VAELIB_OFFLINE", "TQDM_DISABLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not vbook.is_quick() and not vbook.offline() and vbook.show_progress()
+    assert vbook.dataset_name() == "mnist"
+    assert vbook.cache_dir() == Path.home() / ".cache" / "vaelib"
+    monkeypatch.setenv("VAELIB_QUICK", "1")
+    monkeypatch.setenv("VAELIB_OFFLINE", "1")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setenv("VAELIB_DATASET", "Fashion_MNIST")
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
+    assert vbook.is_quick() and vbook.offline() and not vbook.show_progress()
+    assert vbook.dataset_name() == "fashion-mnist" and vbook.cache_dir() == tmp_path
+    monkeypatch.setenv("VAELIB_DATASET", "cifar10")
+    with pytest.raises(Exception, match="cifar10"):
+        vbook.dataset_name()
+
+
+def test_the_book_dataset_obeys_the_switches(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAELIB_OFFLINE", "1")
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
+    monkeypatch.setenv("VAELIB_DATASET", "mnist")
+    calls = []
+    monkeypatch.setattr(vbook, "load_dataset", lambda name, **kw: calls.append((name, kw)))
+    vbook.dataset()
+    vbook.dataset("fashion-mnist", verbose=False)
+    assert calls == [("mnist", dict(root=tmp_path, download=False)),
+                     ("fashion-mnist", dict(root=tmp_path, download=False, verbose=False))]
+
+
+def test_quick_mode_shrinks_the_recipe(monkeypatch):
+    monkeypatch.delenv("VAELIB_QUICK", raising=False)
+    reader = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
+    monkeypatch.setenv("VAELIB_QUICK", "1")
+    quick = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
+    assert (reader.epochs, reader.n_train) == (vbook.BOOK_EPOCHS, None)
+    assert (quick.epochs, quick.n_train) == (vbook.QUICK_EPOCHS, vbook.QUICK_N_TRAIN)
+    assert dataclasses.replace(quick, epochs=reader.epochs, n_train=None) == reader
+    assert vbook.config(**vbook.BOOK_MODELS["vae-2d-nokl"]).beta == 0.0
+
+
+def test_an_unknown_book_model_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown book model 'vae-3d'.*vae-20d"):
+        vbook.model("vae-3d")

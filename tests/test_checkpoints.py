@@ -1,0 +1,233 @@
+"""Checkpoints (vaelib.checkpoints): atomic writes, safe loading, every way a file can be bad."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelib.checkpoints import load_checkpoint, save_checkpoint
+from vaelib.errors import CheckpointError
+from vaelib.models import VAE, Autoencoder, ModelConfig, build_model
+from vaelib.training import TrainConfig, fit, seed_everything
+
+# Every per-epoch value that depends only on the maths (not on the wall clock).
+HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim")
+
+
+def _train(cfg, images, *, seed=0, **kwargs):
+    seed_everything(seed)
+    model = build_model(cfg)
+    kwargs.setdefault("batch_size", 64)
+    history = fit(model, images, seed=seed, progress=False, device="cpu", **kwargs)
+    return model, history
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+def _maths(history):
+    return {k: history[k] for k in HISTORY_KEYS}
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_small, tiny_config):
+    """A VAE trained 2 epochs with a checkpoint, and the path of that checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "vae.pt"
+    model, history = _train(tiny_config, mnist_small, epochs=2, checkpoint=path)
+    return model, history, path
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        z = model.code(x)
+        return z, model.decode(z), model.reconstruct(x), model.loss_terms(
+            x, generator=torch.Generator().manual_seed(0)).loss
+
+
+@pytest.mark.parametrize("kind, arch", [("vae", "mlp"), ("ae", "mlp"), ("vae", "conv")])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mnist_small, kind, arch):
+    cfg = ModelConfig(kind=kind, arch=arch, latent_dim=3, hidden=(16,))
+    x = mnist_small[:32]
+    model, history = _train(cfg, x, epochs=1, batch_size=16)
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, history, TrainConfig(model=cfg))
+    loaded, ckpt = load_checkpoint(path, expect_kind=kind)
+    assert type(loaded) is type(model) and loaded.config == cfg
+    assert not loaded.training
+    assert _same_weights(model, loaded)
+    for a, b in zip(_outputs(model, x), _outputs(loaded, x)):
+        assert torch.equal(a, b)
+    assert ckpt["history"] == history and ckpt["epoch"] == 1
+    assert TrainConfig.from_dict(ckpt["train_config"]) == TrainConfig(model=cfg)
+    assert _temp_files(path.parent) == []
+
+
+def test_fit_writes_a_checkpoint_every_epoch(trained, tiny_config):
+    model, history, path = trained
+    loaded, ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 2 and ckpt["history"] == history
+    assert ckpt["optimizer"] is not None
+    assert _same_weights(model, loaded)
+    assert [p.name for p in path.parent.iterdir()] == ["vae.pt"]
+
+
+def _corrupting_save(raise_what):
+    real_save = torch.save
+
+    def fake_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.seek(0)
+        f.truncate(1000)  # half a file on disk ...
+        raise raise_what   # ... and then the crash
+
+    return fake_save
+
+
+@pytest.mark.parametrize("crash", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, trained, monkeypatch,
+                                                                   tiny_config, crash):
+    model, history, _ = trained
+    path = save_checkpoint(tmp_path / "m.pt", model, history, TrainConfig(model=tiny_config))
+    good = path.read_bytes()
+    other = build_model(tiny_config)
+    monkeypatch.setattr(torch, "save", _corrupting_save(crash))
+    with pytest.raises(type(crash)):
+        save_checkpoint(path, other, history, TrainConfig(model=tiny_config))
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert _temp_files(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    loaded, _ = load_checkpoint(path)
+    assert _same_weights(loaded, model)
+
+
+def test_a_crash_on_the_first_save_leaves_no_file(tmp_path, trained, monkeypatch, tiny_config):
+    model, history, _ = trained
+    monkeypatch.setattr(torch, "save", _corrupting_save(RuntimeError("disk went away")))
+    with pytest.raises(RuntimeError):
+        save_checkpoint(tmp_path / "m.pt", model, history, TrainConfig(model=tiny_config))
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Malicious:
+    """Unpickling this runs code: it creates the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_the_malicious_payload_really_runs_code_under_plain_pickle(tmp_path):
+    """Guard for the test below: the payload is dangerous when loaded without weights_only."""
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(_Malicious(marker))).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("container", ["torch.save", "pickle"])
+def test_a_checkpoint_with_pickled_code_is_refused_and_its_code_never_runs(tmp_path, trained,
+                                                                          container):
+    model, _, good_path = trained
+    marker = tmp_path / "pwned"
+    payload = {"format_version": 1, "model_config": model.config.to_dict(),
+               "state_dict": model.state_dict(), "history": _Malicious(marker)}
+    path = tmp_path / "evil.pt"
+    if container == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert not marker.exists()
+    if container == "torch.save":
+        assert "pickled" in str(info.value) and "none of its code was run" in str(info.value)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*train one"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path)  # a folder is not a checkpoint
+
+
+@pytest.mark.parametrize("content", ["random", "empty", "text", "truncated", "zip-header-only",
+                                     "flipped"])
+def test_damaged_checkpoints_raise_checkpoint_error(tmp_path, trained, content):
+    good = trained[2].read_bytes()
+    data = {
+        "random": np.random.default_rng(0).bytes(4096),
+        "empty": b"",
+        "text": b"format_version: 1\n",
+        "truncated": good[: len(good) // 2],
+        "zip-header-only": good[:64],
+        "flipped": good[:200] + bytes(b ^ 0xFF for b in good[200:400]) + good[400:],
+    }[content]
+    path = tmp_path / "bad.pt"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    if content != "flipped":  # flipping bytes may hit the pickle itself rather than the zip
+        assert "damaged" in str(info.value)
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    ckpt = torch.load(src, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, dst)
+    return dst
+
+
+def test_weights_for_another_architecture_raise_checkpoint_error(tmp_path, trained):
+    path = _rewrite(trained[2], tmp_path / "x.pt",
+                    lambda c: c["model_config"].update(latent_dim=c["model_config"]["latent_dim"] + 1))
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        load_checkpoint(path)
+    path = _rewrite(trained[2], tmp_path / "y.pt", lambda c: c["model_config"].update(hidden=[33]))
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        load_checkpoint(path)
+
+
+def test_another_model_kind_raises_checkpoint_error(tmp_path, trained, mnist_small):
+    with pytest.raises(CheckpointError, match="holds a VAE, but this needs an autoencoder"):
+        load_checkpoint(trained[2], expect_kind="ae")
+    ae = build_model(kind="ae", latent_dim=2, hidden=(8,))
+    path = save_checkpoint(tmp_path / "ae.pt", ae, {"loss": []}, TrainConfig(model=ae.config))
+    with pytest.raises(CheckpointError, match="holds an autoencoder, but this needs a VAE"):
+        load_checkpoint(path, expect_kind="vae")
+    assert isinstance(load_checkpoint(path, expect_kind="ae")[0], Autoencoder)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(format_version=99), "format 99"),
+    (lambda c: c.pop("state_dict"), "not a vaelib checkpoint"),
+    (lambda c: c["model_config"].pop("latent_dim"), "damaged model configuration"),
+    (lambda c: c["model_config"].update(kind="gan"), "damaged model configuration"),
+    (lambda c: c["state_dict"][next(iter(c["state_dict"]))].fill_(float("nan")), "NaN"),
+])
+def test_edited_checkpoints_raise_checkpoint_error(tmp_path, trained, edit, message):
+    path = _rewrite(trained[2], tmp_path / "e.pt", edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_a_torch_file_that_is_not_a_vaelib_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "w.pt")
+    torch.save([1, 2, 3], tmp_path / "l.pt")
+    for name in ("w.pt", "l.pt"):
+        with pytest.raises(CheckpointError, match="not a vaelib checkpoint"):
+            load_checkpoint(tmp_path / name)
+
+

@@ -1,0 +1,143 @@
+"""The book's policy, in one place: its switches, its models and the cache of trained models.
+
+The chapters, the command line and the benchmarks read their settings from here, and nothing else in
+vaelib reads an environment variable. The switches:
+
+- ``VAELIB_QUICK=1``: quick mode, for tests: fewer epochs on a ``QUICK_N_TRAIN``-image subset;
+- ``VAELIB_DATASET``: ``mnist`` (default) or ``fashion-mnist``;
+- ``VAELIB_DATA``: the folder for cached datasets and trained models (default ``~/.cache/vaelib``);
+- ``VAELIB_OFFLINE=1``: never try to download; use the offline copies;
+- ``TQDM_DISABLE=1``: no progress bars (the book build sets it, so no half-drawn bar lands in the HTML).
+
+:func:`model` gives one of :data:`BOOK_MODELS`, trained with the book's recipe. The first chapter to
+ask trains it and later chapters load it: :func:`train_or_load` caches trained models under a key made
+from the full configuration and the training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from vaelib.checkpoints import History, load_checkpoint
+from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
+from vaelib.errors import CheckpointError
+from vaelib.models import Model, ModelConfig, build_model
+from vaelib.training import TrainConfig, fit, get_device, seed_everything
+
+# The models the chapters share, by name.
+BOOK_MODELS: dict[str, dict] = {
+    "ae-2d": dict(kind="ae", latent_dim=2),
+    "ae-20d": dict(kind="ae", latent_dim=20),
+    "vae-2d-nokl": dict(kind="vae", latent_dim=2, beta=0.0),
+    "vae-2d": dict(kind="vae", latent_dim=2),
+    "vae-20d-nokl": dict(kind="vae", latent_dim=20, beta=0.0),
+    "vae-20d": dict(kind="vae", latent_dim=20),
+    "conv-vae-20d": dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,)),
+}
+BOOK_EPOCHS = 15        # reader mode
+QUICK_EPOCHS = 4        # VAELIB_QUICK=1
+QUICK_N_TRAIN = 3000    # VAELIB_QUICK=1
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def is_quick() -> bool:
+    """True when ``$VAELIB_QUICK=1``: chapters shrink data and epochs to run in seconds."""
+    return _flag("VAELIB_QUICK")
+
+
+def dataset_name() -> str:
+    """The dataset the book uses: ``$VAELIB_DATASET`` if set, else ``"mnist"``."""
+    return check_dataset_name(os.environ.get("VAELIB_DATASET", "") or "mnist")
+
+
+def cache_dir() -> Path:
+    """Where datasets and trained models are cached: ``$VAELIB_DATA`` or ``~/.cache/vaelib``."""
+    return Path(os.environ.get("VAELIB_DATA", "") or default_root())
+
+
+def offline() -> bool:
+    """True when ``$VAELIB_OFFLINE=1``: no download is tried."""
+    return _flag("VAELIB_OFFLINE")
+
+
+def show_progress() -> bool:
+    """False when ``$TQDM_DISABLE`` is set (tqdm's notebook bar ignores it, so vaelib honours it)."""
+    return not _flag("TQDM_DISABLE")
+
+
+def dataset(name: str | None = None, **kwargs) -> Dataset:
+    """:func:`vaelib.data.load_dataset` with the book's switches: ``name`` defaults to
+    :func:`dataset_name`, the cache folder to :func:`cache_dir`, and ``VAELIB_OFFLINE`` is obeyed."""
+    return load_dataset(name or dataset_name(), root=cache_dir(), download=not offline(), **kwargs)
+
+
+def config(kind: str = "vae", latent_dim: int = 2, *, beta: float = 1.0, arch: str = "mlp",
+                hidden: tuple[int, ...] = (400,), epochs: int = BOOK_EPOCHS,
+                quick_epochs: int = QUICK_EPOCHS, dataset: str | None = None, lr: float = 1e-3,
+                batch_size: int = 128, seed: int = 0) -> TrainConfig:
+    """The training recipe the chapters use, scaled down in quick mode (fewer epochs on a
+    ``QUICK_N_TRAIN`` subset), so one code path serves both the reader and the test run."""
+    quick = is_quick()
+    return TrainConfig(model=ModelConfig(kind=kind, arch=arch, latent_dim=latent_dim, hidden=hidden),
+                       dataset=dataset or dataset_name(), epochs=quick_epochs if quick else epochs,
+                       batch_size=batch_size, lr=lr, beta=beta, seed=seed,
+                       n_train=QUICK_N_TRAIN if quick else None)
+
+
+def model(name: str, data: Dataset | None = None, *, device: torch.device | str | None = None,
+               progress: bool | None = None) -> tuple[Model, History]:
+    """One of :data:`BOOK_MODELS`, trained with :func:`config` (cached across chapters)."""
+    if name not in BOOK_MODELS:
+        raise ValueError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
+    return train_or_load(config(**BOOK_MODELS[name]), data, device=device, progress=progress)
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """Identifies the training images themselves, not how they arrived: a download and the cache it
+    writes are the same data (``data.source`` differs), a binarized copy is not. Hashes the labels and
+    a strided sample of about 1,000 images, a few milliseconds even for the full 60,000."""
+    h = hashlib.sha256(data.train.labels.cpu().numpy().tobytes())
+    step = max(1, len(data.train) // 1000)
+    h.update(data.train.images[::step].contiguous().cpu().numpy().tobytes())
+    return f"{len(data.train)}:{h.hexdigest()[:16]}"
+
+
+def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
+                  device: torch.device | str | None = None, progress: bool | None = None,
+                  cache: str | Path | None = None) -> tuple[Model, History]:
+    """The model ``config`` describes, trained, from the cache if an identical run was done before.
+
+    The cache key covers the whole config and the training data, so changing anything (beta, epochs,
+    the dataset, quick mode's smaller subset) trains a new model. A run that was interrupted resumes
+    from its last completed epoch.
+    """
+    if config.dataset is None:
+        raise ValueError("train_or_load needs a config that names its dataset")
+    data = data if data is not None else dataset(config.dataset)
+    if data.name != config.dataset:
+        raise ValueError(f"config asks for {config.dataset} but data is {data.name}")
+    folder = Path(cache) if cache is not None else cache_dir() / "models"
+    path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
+    device = torch.device(device) if device is not None else get_device()
+    resume = None
+    if path.exists():
+        try:
+            model, resume = load_checkpoint(path, device=device)
+            if resume["epoch"] >= config.epochs:
+                return model, resume["history"]
+        except CheckpointError as e:
+            print(f"vaelib: ignoring a damaged cached model ({e}); training again")
+            resume = None
+    if resume is None:
+        seed_everything(config.seed)
+        model = build_model(config.model)
+    history = fit(model, data, config, device=device, checkpoint=path, resume=resume,
+                  progress=show_progress() if progress is None else progress)
+    return model, history
