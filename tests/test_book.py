@@ -8,38 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import maths, same_weights, train
 
 import vaelib.book as vbook
 import vaelib.callbacks as vcallbacks
 from vaelib.book import train_or_load
 from vaelib.checkpoints import load_checkpoint
-from vaelib.models import VAE, build_model
-from vaelib.training import TrainConfig, fit, seed_everything
-
-# Every per-epoch value that depends only on the maths (not on the wall clock).
-HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim")
-
-
-def _train(cfg, images, *, seed=0, **kwargs):
-    seed_everything(seed)
-    model = build_model(cfg)
-    kwargs.setdefault("batch_size", 64)
-    history = fit(model, images, seed=seed, progress=False, device="cpu", **kwargs)
-    return model, history
-
-
-def _same_weights(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
-
-
-def _maths(history):
-    return {k: history[k] for k in HISTORY_KEYS}
-
-
-def _temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-
+from vaelib.models import VAE
+from vaelib.training import TrainConfig
 
 # --- train_or_load --------------------------------------------------------------------------------
 
@@ -71,12 +47,12 @@ def test_train_or_load_trains_once_then_loads(tmp_path, mnist, tiny_config, fit_
 
     m2, h2 = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
     assert fit_calls == [None]  # loaded, not trained again
-    assert _same_weights(m1, m2) and h2 == h1
+    assert same_weights(m1, m2) and h2 == h1
     assert isinstance(m2, VAE) and not m2.training
 
     # The model is the one a plain fit on the same subset gives.
-    ref, ref_h = _train(tiny_config, mnist.train.subset(256, seed=0).images, epochs=2)
-    assert _same_weights(ref, m2) and _maths(ref_h) == _maths(h2)
+    ref, ref_h = train(tiny_config, mnist.train.subset(256, seed=0).images, epochs=2)
+    assert same_weights(ref, m2) and maths(ref_h) == maths(h2)
 
 
 def test_train_or_load_retrains_when_the_config_changes(tmp_path, mnist, tiny_config, fit_calls):
@@ -87,7 +63,7 @@ def test_train_or_load_retrains_when_the_config_changes(tmp_path, mnist, tiny_co
                            progress=False)
     assert fit_calls == [None, None, None]
     assert len(list(tmp_path.iterdir())) == 3
-    assert not _same_weights(m_beta, m_n)
+    assert not same_weights(m_beta, m_n)
 
 
 def test_train_or_load_keys_on_the_data_not_on_how_it_arrived(tmp_path, mnist, tiny_config,
@@ -99,7 +75,7 @@ def test_train_or_load_keys_on_the_data_not_on_how_it_arrived(tmp_path, mnist, t
                           progress=False)
     m2, _ = train_or_load(_config(tiny_config), cached, cache=tmp_path, device="cpu", progress=False)
     assert fit_calls == [None]
-    assert _same_weights(m1, m2)
+    assert same_weights(m1, m2)
     # ... but other images (here: the fixed-binarized digits) are another model.
     binary = dataclasses.replace(mnist, train=dataclasses.replace(
         mnist.train, images=torch.bernoulli(mnist.train.images, generator=torch.Generator().manual_seed(0))))
@@ -130,8 +106,8 @@ def test_an_interrupted_cache_entry_resumes(tmp_path, mnist, tiny_config, fit_ca
 
     straight, straight_h = train_or_load(cfg, mnist, cache=tmp_path / "b", device="cpu",
                                          progress=False)
-    assert _maths(history) == _maths(straight_h)
-    assert _same_weights(model, straight)
+    assert maths(history) == maths(straight_h)
+    assert same_weights(model, straight)
 
 
 def test_a_damaged_cache_entry_is_reported_and_retrained(tmp_path, mnist, tiny_config, fit_calls,
@@ -144,7 +120,7 @@ def test_a_damaged_cache_entry_is_reported_and_retrained(tmp_path, mnist, tiny_c
     m2, _ = train_or_load(cfg, mnist, cache=tmp_path, device="cpu", progress=False)
     assert "ignoring a damaged cached model" in capsys.readouterr().out
     assert fit_calls == [None, None]
-    assert _same_weights(m1, m2)
+    assert same_weights(m1, m2)
     assert load_checkpoint(entry)[1]["epoch"] == 2
 
 

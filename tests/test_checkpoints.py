@@ -8,36 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import same_weights, temp_files, train
 
 from vaelib.checkpoints import load_checkpoint, save_checkpoint
 from vaelib.errors import CheckpointError
-from vaelib.models import VAE, Autoencoder, ModelConfig, build_model
-from vaelib.training import TrainConfig, fit, seed_everything
-
-# Every per-epoch value that depends only on the maths (not on the wall clock).
-HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim")
-
-
-def _train(cfg, images, *, seed=0, **kwargs):
-    seed_everything(seed)
-    model = build_model(cfg)
-    kwargs.setdefault("batch_size", 64)
-    history = fit(model, images, seed=seed, progress=False, device="cpu", **kwargs)
-    return model, history
-
-
-def _same_weights(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
-
-
-def _maths(history):
-    return {k: history[k] for k in HISTORY_KEYS}
-
-
-def _temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-
+from vaelib.models import Autoencoder, ModelConfig, build_model
+from vaelib.training import TrainConfig
 
 # --- checkpoints ----------------------------------------------------------------------------------
 
@@ -45,7 +21,7 @@ def _temp_files(folder: Path) -> list[Path]:
 def trained(tmp_path_factory, mnist_small, tiny_config):
     """A VAE trained 2 epochs with a checkpoint, and the path of that checkpoint."""
     path = tmp_path_factory.mktemp("ckpt") / "vae.pt"
-    model, history = _train(tiny_config, mnist_small, epochs=2, checkpoint=path)
+    model, history = train(tiny_config, mnist_small, epochs=2, checkpoint=path)
     return model, history, path
 
 
@@ -60,17 +36,17 @@ def _outputs(model, x):
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mnist_small, kind, arch):
     cfg = ModelConfig(kind=kind, arch=arch, latent_dim=3, hidden=(16,))
     x = mnist_small[:32]
-    model, history = _train(cfg, x, epochs=1, batch_size=16)
+    model, history = train(cfg, x, epochs=1, batch_size=16)
     path = save_checkpoint(tmp_path / "sub" / "m.pt", model, history, TrainConfig(model=cfg))
     loaded, ckpt = load_checkpoint(path, expect_kind=kind)
     assert type(loaded) is type(model) and loaded.config == cfg
     assert not loaded.training
-    assert _same_weights(model, loaded)
+    assert same_weights(model, loaded)
     for a, b in zip(_outputs(model, x), _outputs(loaded, x)):
         assert torch.equal(a, b)
     assert ckpt["history"] == history and ckpt["epoch"] == 1
     assert TrainConfig.from_dict(ckpt["train_config"]) == TrainConfig(model=cfg)
-    assert _temp_files(path.parent) == []
+    assert temp_files(path.parent) == []
 
 
 def test_fit_writes_a_checkpoint_every_epoch(trained, tiny_config):
@@ -78,7 +54,7 @@ def test_fit_writes_a_checkpoint_every_epoch(trained, tiny_config):
     loaded, ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 2 and ckpt["history"] == history
     assert ckpt["optimizer"] is not None
-    assert _same_weights(model, loaded)
+    assert same_weights(model, loaded)
     assert [p.name for p in path.parent.iterdir()] == ["vae.pt"]
 
 
@@ -106,9 +82,9 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, tr
         save_checkpoint(path, other, history, TrainConfig(model=tiny_config))
     monkeypatch.undo()
     assert path.read_bytes() == good
-    assert _temp_files(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    assert temp_files(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     loaded, _ = load_checkpoint(path)
-    assert _same_weights(loaded, model)
+    assert same_weights(loaded, model)
 
 
 def test_a_crash_on_the_first_save_leaves_no_file(tmp_path, trained, monkeypatch, tiny_config):

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from vaelib import cli
-from vaelib.errors import TrainingDiverged
 from vaelib.checkpoints import load_checkpoint
+from vaelib.errors import TrainingDiverged
 
 SMALL = ["--n-train", "256", "--latent-dim", "2", "--hidden", "32", "--no-progress"]
 

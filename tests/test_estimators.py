@@ -15,8 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
-from vaelib.estimators import (gradient_moments, reinforce_surrogate, reparam_surrogate,
-                               reparameterize)
+from vaelib.estimators import gradient_moments, reinforce_surrogate, reparam_surrogate, reparameterize
 from vaelib.models import LOGVAR_RANGE
 
 

@@ -14,9 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib.evaluation import (FrechetDistance, active_units, bits_per_dim, decode,
-                               encode_distribution, encode_mean, evaluate, frechet_distance,
-                               interpolation_codes, iw_log_likelihood, manifold_codes, prior_radius)
+from vaelib.evaluation import (
+    FrechetDistance,
+    active_units,
+    bits_per_dim,
+    decode,
+    encode_distribution,
+    encode_mean,
+    evaluate,
+    frechet_distance,
+    interpolation_codes,
+    iw_log_likelihood,
+    manifold_codes,
+    prior_radius,
+)
 from vaelib.losses import bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
 from vaelib.models import ModelConfig, build_model
 from vaelib.training import fit, seed_everything

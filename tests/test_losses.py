@@ -11,8 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from vaelib.losses import (bernoulli_nll, check_images, elbo_terms, gaussian_kl, gaussian_kl_per_dim,
-                           kl_monte_carlo, log_normal, log_standard_normal)
+from vaelib.losses import (
+    bernoulli_nll,
+    check_images,
+    elbo_terms,
+    gaussian_kl,
+    gaussian_kl_per_dim,
+    kl_monte_carlo,
+    log_normal,
+    log_standard_normal,
+)
 from vaelib.models import LOGVAR_RANGE
 
 LV_LO, LV_HI = LOGVAR_RANGE

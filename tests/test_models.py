@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from vaelib.losses import bernoulli_nll, gaussian_kl
-from vaelib.models import (LOGVAR_RANGE, PRESETS, VAE, Autoencoder, ModelConfig, VAEOutput,
-                           build_model, count_parameters)
+from vaelib.models import LOGVAR_RANGE, PRESETS, VAE, Autoencoder, ModelConfig, VAEOutput, build_model, count_parameters
 
 
 def _linear_sizes(module: nn.Module) -> list[tuple[int, int]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import maths, same_weights, temp_files, train
 
 import vaelib.losses as vlosses
 from vaelib.callbacks import OnEpoch
@@ -18,31 +18,6 @@ from vaelib.evaluation import evaluate
 from vaelib.losses import bernoulli_nll, gaussian_kl_per_dim
 from vaelib.models import ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, seed_everything
-
-# Every per-epoch value that depends only on the maths (not on the wall clock).
-HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim")
-
-
-def _train(cfg, images, *, seed=0, **kwargs):
-    seed_everything(seed)
-    model = build_model(cfg)
-    kwargs.setdefault("batch_size", 64)
-    history = fit(model, images, seed=seed, progress=False, device="cpu", **kwargs)
-    return model, history
-
-
-def _same_weights(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
-
-
-def _maths(history):
-    return {k: history[k] for k in HISTORY_KEYS}
-
-
-def _temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-
 
 # --- fit ------------------------------------------------------------------------------------------
 
@@ -79,7 +54,7 @@ def test_history_bookkeeping_matches_an_independent_evaluation(mnist_small, tiny
     """With a negligible learning rate the weights do not move, so each epoch's means must equal the
     same quantities computed directly from the model."""
     x = mnist_small[:256]
-    model, history = _train(tiny_config, x, epochs=1, lr=1e-12, beta=0.5)
+    model, history = train(tiny_config, x, epochs=1, lr=1e-12, beta=0.5)
     with torch.no_grad():
         mu, logvar = model.encode(x)
         kl_dims = gaussian_kl_per_dim(mu, logvar).mean(0)
@@ -98,17 +73,17 @@ def test_history_bookkeeping_matches_an_independent_evaluation(mnist_small, tiny
 
 def test_same_seed_gives_identical_history_and_weights(mnist_small, tiny_config):
     for binarize in (None, "dynamic"):
-        m1, h1 = _train(tiny_config, mnist_small, epochs=3, binarize=binarize)
-        m2, h2 = _train(tiny_config, mnist_small, epochs=3, binarize=binarize)
-        assert _maths(h1) == _maths(h2)
-        assert _same_weights(m1, m2)
+        m1, h1 = train(tiny_config, mnist_small, epochs=3, binarize=binarize)
+        m2, h2 = train(tiny_config, mnist_small, epochs=3, binarize=binarize)
+        assert maths(h1) == maths(h2)
+        assert same_weights(m1, m2)
 
 
 def test_different_seed_gives_a_different_history(mnist_small, tiny_config):
-    m1, h1 = _train(tiny_config, mnist_small, epochs=2, seed=0)
-    m2, h2 = _train(tiny_config, mnist_small, epochs=2, seed=1)
+    m1, h1 = train(tiny_config, mnist_small, epochs=2, seed=0)
+    m2, h2 = train(tiny_config, mnist_small, epochs=2, seed=1)
     assert h1["loss"] != h2["loss"]
-    assert not _same_weights(m1, m2)
+    assert not same_weights(m1, m2)
 
 
 def test_seed_everything_seeds_python_numpy_and_torch():
@@ -186,18 +161,18 @@ def test_train_config_validation_and_round_trip(tiny_config):
 @pytest.mark.parametrize("binarize", [None, "dynamic"])
 def test_resume_gives_the_same_history_as_a_straight_run(tmp_path, mnist_small, tiny_config,
                                                          binarize):
-    straight_model, straight = _train(tiny_config, mnist_small, epochs=4, binarize=binarize)
+    straight_model, straight = train(tiny_config, mnist_small, epochs=4, binarize=binarize)
 
     path = tmp_path / "half.pt"
-    _train(tiny_config, mnist_small, epochs=2, binarize=binarize, checkpoint=path)
+    train(tiny_config, mnist_small, epochs=2, binarize=binarize, checkpoint=path)
     model, ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 2
     torch.manual_seed(999)  # whatever happened in between must not matter
     resumed = fit(model, mnist_small, epochs=4, batch_size=64, seed=0, binarize=binarize,
                   progress=False, device="cpu", resume=ckpt, checkpoint=path)
     assert len(resumed["loss"]) == 4
-    assert _maths(resumed) == _maths(straight)
-    assert _same_weights(model, straight_model)
+    assert maths(resumed) == maths(straight)
+    assert same_weights(model, straight_model)
     assert load_checkpoint(path)[1]["epoch"] == 4
 
 
@@ -224,7 +199,7 @@ def test_nan_weights_after_epoch_one_raise_and_keep_the_last_good_checkpoint(tmp
     assert ckpt["epoch"] == 1 and len(ckpt["history"]["loss"]) == 1
     assert all(torch.isfinite(p).all() for p in kept.parameters())
     assert all(torch.equal(snapshot[k], v) for k, v in kept.state_dict().items())
-    assert _temp_files(tmp_path) == []
+    assert temp_files(tmp_path) == []
 
 
 def test_a_nan_loss_stops_training_before_any_weight_is_touched(tmp_path, mnist_small, tiny_config,
@@ -249,7 +224,7 @@ def test_a_nan_loss_stops_training_before_any_weight_is_touched(tmp_path, mnist_
             checkpoint=path)
     kept, ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 1
-    assert _same_weights(model, kept)  # the NaN batch changed nothing
+    assert same_weights(model, kept)  # the NaN batch changed nothing
 
 
 def test_a_huge_learning_rate_diverges_with_advice(tmp_path, mnist_small, tiny_config):
@@ -263,7 +238,7 @@ def test_a_huge_learning_rate_diverges_with_advice(tmp_path, mnist_small, tiny_c
     if path.exists():  # any checkpoint that was written holds finite weights
         kept, _ = load_checkpoint(path)
         assert all(torch.isfinite(p).all() for p in kept.parameters())
-    assert _temp_files(tmp_path) == []
+    assert temp_files(tmp_path) == []
 
 
 
@@ -292,7 +267,7 @@ def test_fit_on_a_dataset_trains_on_the_subset_the_config_names(mnist, tiny_conf
     b = build_model(tiny_config)
     hb = fit(b, mnist.train.subset(200, seed=0).images, epochs=1, batch_size=64, progress=False,
              device="cpu")
-    assert _maths(ha) == _maths(hb) and _same_weights(a, b)
+    assert maths(ha) == maths(hb) and same_weights(a, b)
 
 
 def test_fit_leaves_the_global_random_state_alone(mnist_small, tiny_config):

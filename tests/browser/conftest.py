@@ -22,9 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from book_site import (CHROMIUM, CHROMIUM_ARGS, MATHJAX_TIMEOUT_MS, book_pages, book_root, is_redirect,
-                       unavailable)
+from book_site import CHROMIUM, CHROMIUM_ARGS, MATHJAX_TIMEOUT_MS, book_pages, book_root, is_redirect, unavailable
 
 
 def pytest_generate_tests(metafunc):

@@ -18,7 +18,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 import yaml
-
 from book_site import SOURCE, book_pages, is_redirect, parse_page, unavailable
 
 pytestmark = pytest.mark.browser

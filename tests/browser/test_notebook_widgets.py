@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from book_site import SOURCE
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
