@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import same_weights, temp_files, train
 
-from vaelib.checkpoints import load_checkpoint, save_checkpoint
+from vaelib.checkpoints import load_checkpoint, save_checkpoint, tensor_checksum
 from vaelib.errors import CheckpointError
 from vaelib.models import Autoencoder, ModelConfig, build_model
-from vaelib.training import TrainConfig
+from vaelib.training import TrainConfig, fit
 
 # --- checkpoints ----------------------------------------------------------------------------------
 
@@ -70,15 +70,16 @@ def _corrupting_save(raise_what):
     return fake_save
 
 
-@pytest.mark.parametrize("crash", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.parametrize("crash, raised", [(OSError(28, "No space left on device"), CheckpointError),
+                                           (KeyboardInterrupt(), KeyboardInterrupt)])
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, trained, monkeypatch,
-                                                                   tiny_config, crash):
+                                                                   tiny_config, crash, raised):
     model, history, _ = trained
     path = save_checkpoint(tmp_path / "m.pt", model, history, TrainConfig(model=tiny_config))
     good = path.read_bytes()
     other = build_model(tiny_config)
     monkeypatch.setattr(torch, "save", _corrupting_save(crash))
-    with pytest.raises(type(crash)):
+    with pytest.raises(raised):
         save_checkpoint(path, other, history, TrainConfig(model=tiny_config))
     monkeypatch.undo()
     assert path.read_bytes() == good
@@ -90,7 +91,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, tr
 def test_a_crash_on_the_first_save_leaves_no_file(tmp_path, trained, monkeypatch, tiny_config):
     model, history, _ = trained
     monkeypatch.setattr(torch, "save", _corrupting_save(RuntimeError("disk went away")))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CheckpointError, match="could not write.*disk went away"):
         save_checkpoint(tmp_path / "m.pt", model, history, TrainConfig(model=tiny_config))
     assert list(tmp_path.iterdir()) == []
 
@@ -159,9 +160,12 @@ def test_damaged_checkpoints_raise_checkpoint_error(tmp_path, trained, content):
         assert "damaged" in str(info.value)
 
 
-def _rewrite(src: Path, dst: Path, edit) -> Path:
+def _rewrite(src: Path, dst: Path, edit, checksum: bool = True) -> Path:
+    """Edit a checkpoint; with ``checksum``, as a tool would that also rewrites the checksum."""
     ckpt = torch.load(src, weights_only=True)
     edit(ckpt)
+    if checksum and "checksum" in ckpt and isinstance(ckpt.get("state_dict"), dict):
+        ckpt["checksum"] = tensor_checksum(ckpt["state_dict"], ckpt.get("optimizer"))
     torch.save(ckpt, dst)
     return dst
 
@@ -189,9 +193,17 @@ def test_another_model_kind_raises_checkpoint_error(tmp_path, trained, mnist_sma
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.update(format_version=99), "format 99"),
     (lambda c: c.pop("state_dict"), "not a vaelib checkpoint"),
-    (lambda c: c["model_config"].pop("latent_dim"), "damaged model configuration"),
-    (lambda c: c["model_config"].update(kind="gan"), "damaged model configuration"),
+    (lambda c: c["model_config"].pop("latent_dim"), "damaged configuration"),
+    (lambda c: c["model_config"].update(kind="gan"), "damaged configuration"),
+    (lambda c: c["train_config"].update(lr=-1), "damaged configuration"),
     (lambda c: c["state_dict"][next(iter(c["state_dict"]))].fill_(float("nan")), "NaN"),
+    (lambda c: c.pop("train_config"), "damaged: it has no 'train_config'"),
+    (lambda c: c.pop("checksum"), "damaged: it has no 'checksum'"),
+    (lambda c: c.update(epoch="2"), "damaged: its 'epoch' is a str"),
+    (lambda c: c.update(epoch=True), "damaged: its 'epoch' is a bool"),
+    (lambda c: c.update(history=None), "damaged: its 'history' is a NoneType"),
+    (lambda c: c.update(epoch=5), "does not hold the 5 epochs"),
+    (lambda c: c["history"].update(kl=None), "history's 'kl' is not a list"),
 ])
 def test_edited_checkpoints_raise_checkpoint_error(tmp_path, trained, edit, message):
     path = _rewrite(trained[2], tmp_path / "e.pt", edit)
@@ -207,3 +219,45 @@ def test_a_torch_file_that_is_not_a_vaelib_checkpoint(tmp_path):
             load_checkpoint(tmp_path / name)
 
 
+
+
+# --- damage inside the tensors ---------------------------------------------------------------------
+
+def _flip_signs(tensor: torch.Tensor, n: int) -> None:
+    tensor.view(-1)[:n] *= -1
+
+
+@pytest.mark.parametrize("where", ["weights", "optimizer moments"])
+def test_damage_inside_the_tensors_is_caught_by_the_checksum(tmp_path, trained, where):
+    def edit(c):
+        if where == "weights":
+            _flip_signs(c["state_dict"][next(iter(c["state_dict"]))], 1000)
+        else:
+            _flip_signs(c["optimizer"]["state"][0]["exp_avg"], 1000)
+
+    path = _rewrite(trained[2], tmp_path / "flipped.pt", edit, checksum=False)
+    with pytest.raises(CheckpointError, match="do not match the checksum"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_saved_without_an_optimizer_can_be_resumed(tmp_path, mnist_small, tiny_config):
+    model, history = train(tiny_config, mnist_small, epochs=1)
+    path = save_checkpoint(tmp_path / "plain.pt", model, history, TrainConfig(model=tiny_config, epochs=1))
+    loaded, ckpt = load_checkpoint(path)
+    assert ckpt["optimizer"] is None
+    more = fit(loaded, mnist_small, TrainConfig.from_dict(ckpt["train_config"]), epochs=2, resume=ckpt,
+               batch_size=64, progress=False, device="cpu")
+    assert len(more["loss"]) == 2 and more["loss"][1] < more["loss"][0]
+
+
+def test_stale_temporary_files_of_a_killed_run_are_cleaned_up(tmp_path, trained, tiny_config):
+    model, history, _ = trained
+    stale = tmp_path / ".m.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "m.pt", model, history, TrainConfig(model=tiny_config))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_a_checkpoint_loads_onto_the_cpu_whatever_device_wrote_it(tmp_path, trained):
+    model, ckpt = load_checkpoint(trained[2], device="cpu")
+    assert next(model.parameters()).device.type == "cpu"

@@ -203,7 +203,7 @@ def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monk
     code = cli.main(["train", "--epochs", "3", "--out", str(out), *SMALL])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
-    assert "--lr" in err[0] and "last good checkpoint (1 epochs)" in err[0]
+    assert "--lr" in err[0] and "holds the last completed epoch (1)" in err[0]
     model, ckpt = load_checkpoint(out)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())

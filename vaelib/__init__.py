@@ -12,15 +12,15 @@ __version__ = "0.2.0"
 from vaelib import book
 from vaelib.checkpoints import load_checkpoint, save_checkpoint
 from vaelib.data import Dataset, Split, batches, load_dataset
-from vaelib.errors import CheckpointError, DataError, TrainingDiverged, VaelibError
+from vaelib.errors import CheckpointError, DataError, DeviceError, TrainingDiverged, VaelibError
 from vaelib.evaluation import active_units, evaluate, iw_log_likelihood
 from vaelib.losses import ELBOTerms, bernoulli_nll, elbo_terms, gaussian_kl, kl_monte_carlo
 from vaelib.models import VAE, Autoencoder, ModelConfig, build_model, count_parameters
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
 __all__ = [
-    "Autoencoder", "CheckpointError", "DataError", "Dataset", "ELBOTerms", "ModelConfig", "Split",
-    "TrainConfig", "TrainingDiverged", "VAE", "VaelibError", "active_units", "batches",
+    "Autoencoder", "CheckpointError", "DataError", "Dataset", "DeviceError", "ELBOTerms", "ModelConfig",
+    "Split", "TrainConfig", "TrainingDiverged", "VAE", "VaelibError", "active_units", "batches",
     "bernoulli_nll", "book", "build_model", "count_parameters", "elbo_terms", "evaluate", "fit",
     "gaussian_kl", "get_device", "iw_log_likelihood", "kl_monte_carlo", "load_checkpoint",
     "load_dataset", "save_checkpoint", "seed_everything",

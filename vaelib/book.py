@@ -125,7 +125,7 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
         raise ValueError(f"config asks for {config.dataset} but data is {data.name}")
     folder = Path(cache) if cache is not None else cache_dir() / "models"
     path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
-    device = torch.device(device) if device is not None else get_device()
+    device = get_device(device)
     resume = None
     if path.exists():
         try:

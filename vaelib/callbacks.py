@@ -13,13 +13,15 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from vaelib.checkpoints import History, save_checkpoint
+from vaelib.checkpoints import (History, check_writable, checkpoint_bytes, interrupts_deferred,
+                                save_checkpoint)
 
 
 class Callback:
     """Hooks called by ``fit``. Epochs are counted from 1."""
 
-    def on_fit_start(self, first_epoch: int, epochs: int, batches_per_epoch: int) -> None:
+    def on_fit_start(self, model: torch.nn.Module, first_epoch: int, epochs: int,
+                     batches_per_epoch: int) -> None:
         pass
 
     def on_batch_end(self) -> None:
@@ -39,7 +41,7 @@ class ProgressBar(Callback):
     def __init__(self, label: str = "epoch") -> None:
         self.label, self.bar, self.epochs = label, None, 0
 
-    def on_fit_start(self, first_epoch: int, epochs: int, batches_per_epoch: int) -> None:
+    def on_fit_start(self, model, first_epoch, epochs, batches_per_epoch) -> None:
         self.epochs = epochs
         self.bar = tqdm(total=(epochs - first_epoch + 1) * batches_per_epoch, unit="batch",
                         desc=f"{self.label} {first_epoch}/{epochs}", mininterval=0.5)
@@ -58,13 +60,20 @@ class ProgressBar(Callback):
 
 
 class SaveCheckpoint(Callback):
-    """Write the model, history, config and optimizer to ``path`` after every epoch, atomically."""
+    """Write the model, history, config and optimizer to ``path`` after every epoch, atomically.
+    Before training starts it checks that the checkpoint can be written there at all."""
 
     def __init__(self, path: str | Path, config: Any) -> None:
         self.path, self.config = Path(path), config
+        self.last_saved: int | None = None  # the last epoch this run wrote to ``path``
+
+    def on_fit_start(self, model, first_epoch, epochs, batches_per_epoch) -> None:
+        check_writable(self.path, checkpoint_bytes(model))
 
     def on_epoch_end(self, epoch, history, model, optimizer) -> None:
-        save_checkpoint(self.path, model, history, self.config, optimizer=optimizer, epoch=epoch)
+        with interrupts_deferred():  # an interrupt during the save arrives once ``last_saved`` is true
+            save_checkpoint(self.path, model, history, self.config, optimizer=optimizer, epoch=epoch)
+            self.last_saved = epoch
 
 
 class OnEpoch(Callback):

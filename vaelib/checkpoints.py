@@ -1,21 +1,29 @@
-"""Checkpoints: written atomically, read safely.
+"""Checkpoints: written atomically, read safely, checked for damage.
 
 A checkpoint is one ``torch.save`` zip holding the model's configuration and weights, the training
 configuration that was really used, the per-epoch history and, when training can continue, the
-optimizer's state. :func:`save_checkpoint` writes it to a temporary file in the same folder and renames
-it into place, so a crash or Ctrl-C mid-write leaves the previous checkpoint (or none), never half a file.
-:func:`load_checkpoint` reads with ``torch.load(weights_only=True)``, so a file that carries pickled code
-is refused and its code never runs.
+optimizer's state, with a SHA-256 checksum of every tensor in it.
+
+:func:`save_checkpoint` writes to a temporary file in the same folder and renames it into place, so a
+crash leaves the previous checkpoint (or none), never half a file. Ctrl-C or SIGTERM during the write is
+held back until the write is done, so an interrupt never damages a save. :func:`load_checkpoint` reads
+with ``torch.load(weights_only=True)``, so a file that carries pickled code is refused and its code never
+runs; then it checks every field and the checksum.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import shutil
+import signal
 import tempfile
+import threading
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -23,17 +31,98 @@ import vaelib
 from vaelib.errors import CheckpointError
 from vaelib.models import Model, ModelConfig, build_model
 
-# Format 2: the sampling noise is reseeded every epoch from (seed, epoch), so no RNG state is stored.
-CHECKPOINT_FORMAT = 2
+# Format 3: no RNG state (fit reseeds its noise every epoch), and a checksum of the tensors.
+CHECKPOINT_FORMAT = 3
 History = dict[str, list]
+FIELDS = {"format_version": int, "vaelib_version": str, "model_config": dict, "train_config": dict,
+          "history": dict, "epoch": int, "state_dict": dict, "optimizer": (dict, type(None)),
+          "checksum": str}
+
+
+def tensor_checksum(*objects: Any) -> str:
+    """SHA-256 of every tensor and value in nested dicts and lists, in a fixed order."""
+    h = hashlib.sha256()
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{t.dtype}{tuple(obj.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            for key in sorted(obj, key=repr):
+                h.update(repr(key).encode())
+                walk(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item)
+        else:
+            h.update(repr(obj).encode())
+
+    for obj in objects:
+        walk(obj)
+    return h.hexdigest()
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About how large a checkpoint of ``model`` with Adam's state is: three copies of the weights."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + 1_000_000
+
+
+def check_writable(path: str | Path, n_bytes: int = 0) -> Path:
+    """Check, before any training, that a checkpoint of about ``n_bytes`` can be written to ``path``:
+    not a folder, in a folder that exists (or can be made) and takes new files, with room for the
+    temporary copy. Raises :class:`~vaelib.errors.CheckpointError` saying what to change."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a file name for the checkpoint, e.g. {path / 'vae.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CheckpointError(f"cannot write a checkpoint in {path.parent}: {e.strerror or e}; "
+                              "choose another --out") from None
+    free = shutil.disk_usage(path.parent).free
+    if free < n_bytes:
+        raise CheckpointError(f"only {free / 1e6:.1f} MB free in {path.parent}, and a checkpoint needs "
+                              f"about {n_bytes / 1e6:.1f} MB; free some space or choose another --out")
+    return path
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block is done, then deliver them (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in received[:1]:
+            handler = previous[s]
+            if callable(handler):
+                handler(s, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(s)
 
 
 def save_checkpoint(path: str | Path, model: Model, history: History, config: Any,
                     optimizer: torch.optim.Optimizer | None = None, epoch: int | None = None) -> Path:
     """Write ``model``, its ``history`` and its training ``config`` (a
-    :class:`~vaelib.training.TrainConfig`) to ``path`` atomically; return the path."""
+    :class:`~vaelib.training.TrainConfig`) to ``path`` atomically; return the path.
+
+    A failed write raises :class:`~vaelib.errors.CheckpointError` and leaves the previous checkpoint as
+    it was. Temporary files that a killed run left beside ``path`` are removed first.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict() if optimizer is not None else None
     payload = {
         "format_version": CHECKPOINT_FORMAT,
         "vaelib_version": vaelib.__version__,
@@ -41,19 +130,29 @@ def save_checkpoint(path: str | Path, model: Model, history: History, config: An
         "train_config": config.to_dict(),
         "history": history,
         "epoch": len(history["loss"]) if epoch is None else epoch,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "state_dict": state,
+        "optimizer": optimizer_state,
+        "checksum": tensor_checksum(state, optimizer_state),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with interrupts_deferred():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        raise CheckpointError(f"could not write the checkpoint {path}: {_reason(e)}; the previous "
+                              "checkpoint, if any, is kept") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -61,37 +160,50 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
                     expect_kind: str | None = None) -> tuple[Model, dict[str, Any]]:
     """Load ``(model, checkpoint)`` safely, the model in eval mode on ``device``.
 
-    Every failure (missing, damaged, truncated, unsafe, another architecture, another model kind)
-    raises :class:`~vaelib.errors.CheckpointError` with what to do.
+    Every failure (missing, damaged, truncated, unsafe, a field missing or of the wrong type, a
+    checksum that does not match, another architecture, another model kind) raises
+    :class:`~vaelib.errors.CheckpointError` with what to do.
     """
+    from vaelib.training import TrainConfig
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one with "
                               f"`python -m vaelib train --out {path}`")
-    damaged = (f"{path} is damaged, truncated or not a PyTorch checkpoint and cannot be read; "
-               "retrain it or restore a good copy")
+    damaged = f"{path} is damaged, truncated or not a PyTorch checkpoint and cannot be read"
+    retrain = "; retrain it or restore a good copy"
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":  # every checkpoint torch.save writes is a zip archive
-            raise CheckpointError(damaged)
+            raise CheckpointError(damaged + retrain)
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path} holds pickled Python objects, not just weights and numbers; "
                               "it was refused and none of its code was run. Use a checkpoint "
                               "written by vaelib") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             AttributeError, IndexError, TypeError):
-        raise CheckpointError(damaged) from None
+        raise CheckpointError(damaged + retrain) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a vaelib checkpoint; write one with "
                               "`python -m vaelib train --out PATH`")
     if ckpt["format_version"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']}, this vaelib "
                               f"reads format {CHECKPOINT_FORMAT}; retrain it with this version")
+    for key, kind in FIELDS.items():
+        if key not in ckpt:
+            raise CheckpointError(f"{path} is damaged: it has no {key!r}{retrain}")
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            raise CheckpointError(f"{path} is damaged: its {key!r} is a {type(ckpt[key]).__name__}{retrain}")
+    if ckpt["checksum"] != tensor_checksum(ckpt["state_dict"], ckpt["optimizer"]):
+        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum written with "
+                              f"them{retrain}")
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
+        TrainConfig.from_dict(ckpt["train_config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} has a damaged model configuration ({first_line(e)})") from None
+        raise CheckpointError(f"{path} has a damaged configuration ({first_line(e)}){retrain}") from None
+    _check_history(path, ckpt)
     if expect_kind is not None and config.kind != expect_kind:
         names = {"ae": "an autoencoder", "vae": "a VAE"}
         raise CheckpointError(f"{path} holds {names[config.kind]}, but this needs "
@@ -105,6 +217,21 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CheckpointError(f"{path} holds NaN or infinite weights; retrain it")
     return model.to(device).eval(), ckpt
+
+
+def _check_history(path: Path, ckpt: dict) -> None:
+    history, epoch = ckpt["history"], ckpt["epoch"]
+    losses = history.get("loss")
+    if epoch < 0 or not isinstance(losses, list) or len(losses) != epoch:
+        raise CheckpointError(f"{path} is damaged: its history does not hold the {epoch} epochs it "
+                              "claims; retrain it or restore a good copy")
+    for key, values in history.items():
+        if not isinstance(values, list):
+            raise CheckpointError(f"{path} is damaged: its history's {key!r} is not a list")
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or first_line(e)
 
 
 def first_line(e: BaseException) -> str:

@@ -7,15 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 from vaelib.data import DATASETS
-from vaelib.errors import CheckpointError, TrainingDiverged, VaelibError
+from vaelib.errors import TrainingDiverged, VaelibError
 from vaelib.models import ARCHS, KINDS
 
 USAGE, RUNTIME = 2, 1
+
+
+class UsageError(VaelibError):
+    """Arguments that cannot work together; exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,24 +40,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+# Bounds that keep a run within what can work: a model that fits in memory, a seed NumPy accepts.
+MAX_LATENT, MAX_HIDDEN, MAX_SAMPLES, MAX_SEED = 1024, 16_384, 10_000, 2**32 - 1
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _int(minimum: int, maximum: int | None = None, what: str = ""):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}{what}, got {value:,}")
+        return value
+    return parse
+
+
+_positive_int = _int(1)
 
 
 def _number(minimum: float, strict: bool):
@@ -64,40 +79,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an autoencoder or a VAE and save a checkpoint")
+    # With --resume, settings left out come from the checkpoint; a different value is refused, except
+    # for --epochs, --lr and --device, which a resumed run may change.
     t.add_argument("--model", choices=KINDS, default=None, help="default: vae")
-    t.add_argument("--arch", choices=ARCHS, default="mlp")
+    t.add_argument("--arch", choices=ARCHS, default=None, help="default: mlp")
     t.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: $VAELIB_DATASET or mnist")
-    t.add_argument("--latent-dim", type=_positive_int, default=20)
-    t.add_argument("--hidden", type=_positive_int, nargs="+", default=[400])
-    t.add_argument("--beta", type=_number(0, strict=False), default=1.0)
-    t.add_argument("--epochs", type=_positive_int, default=None,
+    t.add_argument("--latent-dim", type=_int(1, MAX_LATENT), default=None, help="default: 20")
+    t.add_argument("--hidden", type=_int(1, MAX_HIDDEN), nargs="+", default=None, help="default: 400")
+    t.add_argument("--beta", type=_number(0, strict=False), default=None, help="default: 1")
+    t.add_argument("--epochs", type=_int(1, 100_000), default=None,
                    help="epochs in total (default 10, or the resumed run's own)")
-    t.add_argument("--lr", type=_number(0, strict=True), default=1e-3)
-    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--lr", type=_number(0, strict=True), default=None, help="default: 0.001")
+    t.add_argument("--batch-size", type=_int(1, 65_536), default=None, help="default: 128")
     t.add_argument("--n-train", type=_positive_int, default=None,
                    help="train on a fixed random subset of this many images")
-    t.add_argument("--seed", type=_non_negative_int, default=0)
+    t.add_argument("--seed", type=_int(0, MAX_SEED), default=None, help="default: 0")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--out", type=Path, default=None,
                    help="checkpoint path (default: MODEL-DATASET.pt, or the --resume path)")
     t.add_argument("--resume", type=Path, default=None,
                    help="continue training a checkpoint up to --epochs in total")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint that --out already holds")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     e = sub.add_parser("evaluate", help="test-set ELBO, log-likelihood and active units")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: the dataset the model was trained on")
-    e.add_argument("--iw-samples", type=_non_negative_int, default=50,
+    e.add_argument("--iw-samples", type=_int(0, 100_000), default=50,
                    help="importance samples K for the log-likelihood estimate (0: skip)")
     e.add_argument("--n-test", type=_positive_int, default=None, help="evaluate on the first N only")
     e.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
 
     s = sub.add_parser("sample", help="decode codes drawn from N(0, I) into an image grid")
     s.add_argument("checkpoint", type=Path)
-    s.add_argument("--n", type=_positive_int, default=64)
-    s.add_argument("--seed", type=_non_negative_int, default=0)
+    s.add_argument("--n", type=_int(1, MAX_SAMPLES, " images in one grid"), default=64)
+    s.add_argument("--seed", type=_int(0, MAX_SEED), default=0)
     s.add_argument("--out", type=Path, default=Path("samples.png"))
 
     b = sub.add_parser("bench", help="training speed against the common recipe and the roofline")
@@ -109,12 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The settings a new run takes from the command line, with their defaults; a resumed run keeps its own.
+NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": 1e-3, "batch_size": 128,
+           "seed": 0, "n_train": None}
+
+
 def _train(args: argparse.Namespace) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from vaelib import book
-    from vaelib.callbacks import OnEpoch
+    from vaelib.callbacks import OnEpoch, SaveCheckpoint
     from vaelib.checkpoints import load_checkpoint
     from vaelib.evaluation import evaluate
     from vaelib.models import ModelConfig, build_model
@@ -124,25 +147,29 @@ def _train(args: argparse.Namespace) -> int:
     resume = None
     if args.resume is not None:
         model, resume = load_checkpoint(args.resume, device=device, expect_kind=args.model)
-        config = TrainConfig.from_dict(resume["train_config"])
-        config = replace(config, epochs=args.epochs or config.epochs)
+        config = _resumed_config(args, TrainConfig.from_dict(resume["train_config"]))
         out = args.out or args.resume
         if resume["epoch"] >= config.epochs:
             print(f"{args.resume} already holds {resume['epoch']} epochs; pass --epochs N (more than "
                   f"{resume['epoch']}) to train further")
             return 0
     else:
+        given = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in NEW_RUN.items()}
         config = TrainConfig(
-            model=ModelConfig(kind=args.model or "vae", arch=args.arch, latent_dim=args.latent_dim,
-                              hidden=tuple(args.hidden)),
+            model=ModelConfig(kind=args.model or "vae", arch=given["arch"], latent_dim=given["latent_dim"],
+                              hidden=tuple(given["hidden"])),
             dataset=args.dataset or book.dataset_name(), epochs=args.epochs or 10,
-            batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
-            n_train=args.n_train)
+            batch_size=given["batch_size"], lr=given["lr"], beta=given["beta"], seed=given["seed"],
+            n_train=given["n_train"])
         out = args.out or Path(f"{config.model.kind}-{config.dataset}.pt")
         seed_everything(config.seed)
         model = build_model(config.model)
+    if out.is_file() and out != args.resume and not args.overwrite:
+        raise UsageError(f"{out} already holds a checkpoint; continue it with --resume {out}, choose "
+                         "another --out, or pass --overwrite to replace it")
 
     data = book.dataset(config.dataset)
+    saver = SaveCheckpoint(out, config)
 
     def report(epoch: int, history: dict) -> None:
         tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {history['loss'][-1]:8.2f}  "
@@ -150,26 +177,28 @@ def _train(args: argparse.Namespace) -> int:
                    f"sigma {history['mean_sigma'][-1]:.3f}  "
                    f"({history['samples_per_s'][-1]:,.0f} images/s)  saved {out}")
 
+    def kept() -> str:
+        if saver.last_saved:
+            return f"{out} holds the last completed epoch ({saver.last_saved}) and loads normally"
+        if resume is not None:
+            return f"{args.resume} still holds its {resume['epoch']} epochs"
+        return "nothing was saved"
+
     try:
-        history = fit(model, data, config, device=device, checkpoint=out, resume=resume,
-                      progress=not args.no_progress and book.show_progress(), callbacks=[OnEpoch(report)])
-    except KeyboardInterrupt:
-        done = _epochs_in(out)
-        if done:
-            print(f"\ninterrupted: {out} holds the last completed epoch ({done}) and loads normally; "
-                  f"continue with: python -m vaelib train --resume {out} --epochs {config.epochs}",
-                  file=sys.stderr)
-        else:
-            print("\ninterrupted before the first epoch completed; nothing was saved", file=sys.stderr)
-        return 130
+        history = fit(model, data, config, device=device, resume=resume, callbacks=[saver, OnEpoch(report)],
+                      progress=not args.no_progress and book.show_progress())
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        start = out if saver.last_saved else args.resume
+        hint = f"; continue with: python -m vaelib train --resume {start} --epochs {config.epochs}" \
+            if start is not None else ""
+        print(f"\n{how}: {kept()}{hint}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except TrainingDiverged as e:
-        done = _epochs_in(out)
-        kept = f"; the last good checkpoint ({done} epochs) is kept at {out}" if done else ""
-        print(f"{_prog()}: error: training diverged: {e}{kept}", file=sys.stderr)
+        print(f"{_prog()}: error: training diverged: {e}; {kept()}", file=sys.stderr)
         return RUNTIME
 
-    with torch.no_grad():
-        metrics = evaluate(model, data.test.images)
+    metrics = evaluate(model, data.test.images)
     final = {"epochs": len(history["loss"]), "train_loss": history["loss"][-1],
              "train_elbo": history["elbo"][-1] if model.variational else None,
              "test_elbo": metrics.get("elbo"), "test_recon": metrics["recon"],
@@ -180,13 +209,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _epochs_in(path: Path) -> int:
-    from vaelib.checkpoints import load_checkpoint
-
-    try:
-        return load_checkpoint(path)[1]["epoch"]
-    except CheckpointError:
-        return 0
+def _resumed_config(args: argparse.Namespace, config):
+    """The checkpoint's recipe with the changes a resumed run may make; any other change is refused."""
+    fixed = {"arch": config.model.arch, "latent_dim": config.model.latent_dim,
+             "hidden": list(config.model.hidden), "dataset": config.dataset, "beta": config.beta,
+             "batch_size": config.batch_size, "n_train": config.n_train, "seed": config.seed}
+    for name, kept in fixed.items():
+        asked = getattr(args, name)
+        if asked is not None and asked != kept:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} cannot change when resuming ({args.resume} was trained with "
+                             f"{kept}); start a new run with another --out instead")
+    return replace(config, epochs=args.epochs or config.epochs, lr=args.lr or config.lr)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -262,11 +296,22 @@ def _prog() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "bench": _bench}
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    else:
+        previous = None
     try:
         return commands[args.command](args)
+    except UsageError as e:
+        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        return USAGE
     except (VaelibError, ValueError) as e:
         print(f"{_prog()}: error: {e}", file=sys.stderr)
         return RUNTIME
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"\n{'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

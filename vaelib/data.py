@@ -238,23 +238,38 @@ def _sha256(path: Path) -> str:
 
 
 def _read_cache(root: Path, name: str) -> dict[str, np.ndarray] | None:
-    """Read a cached dataset, or ``None``. A file whose checksum fails is reported and removed."""
+    """Read a cached dataset, or ``None``. A file whose checksum or content fails is reported and
+    removed (or, where it cannot be removed, passed over)."""
     path = _cache_file(root, name)
     sums = path.with_suffix(".sha256")
     if not path.exists():
         return None
     try:
-        ok = sums.exists() and sums.read_text().split()[0] == _sha256(path)
-        if ok:
+        if sums.exists() and sums.read_text().split()[0] == _sha256(path):
             with np.load(path) as z:
-                return {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+                arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+            if _valid(arrays):
+                return arrays
     except (OSError, ValueError, KeyError, IndexError):
         pass
-    print(f"vaelib: cached {name} at {path} is damaged (checksum mismatch); removing it and "
-          "fetching it again")
-    for p in (path, sums):
-        p.unlink(missing_ok=True)
+    try:
+        for p in (path, sums):
+            p.unlink(missing_ok=True)
+        print(f"vaelib: cached {name} at {path} is damaged (checksum or content); removed it, fetching "
+              "it again")
+    except OSError as e:
+        print(f"vaelib: cached {name} at {path} is damaged and cannot be removed ({e.strerror}); "
+              "passing over it")
     return None
+
+
+def _valid(arrays: dict[str, np.ndarray]) -> bool:
+    """Images ``[N, 28, 28]`` of bytes with one label in 0..9 each, in both splits."""
+    return all(
+        arrays[x].dtype == np.uint8 and arrays[x].ndim == 3 and arrays[x].shape[1:] == (28, 28)
+        and arrays[y].ndim == 1 and len(arrays[y]) == len(arrays[x]) > 0
+        and arrays[y].min() >= 0 and arrays[y].max() <= 9
+        for x, y in (("train_x", "train_y"), ("test_x", "test_y")))
 
 
 def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:

@@ -15,3 +15,7 @@ class CheckpointError(VaelibError):
 
 class TrainingDiverged(VaelibError):
     """The loss became NaN or infinite. The last good checkpoint is kept."""
+
+
+class DeviceError(VaelibError):
+    """The device asked for (e.g. ``cuda``) does not exist on this machine."""

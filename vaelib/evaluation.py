@@ -26,10 +26,19 @@ def _device(model: Model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _check_batches(images: torch.Tensor, batch_size: int) -> None:
+    check_images(images, "images")
+    if len(images) == 0:
+        raise ValueError("there are no images to evaluate (got an empty tensor)")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 @torch.no_grad()
 def encode_mean(model: Model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The point code of each image (``mu`` for a VAE, ``z`` for an autoencoder): ``[N, latent]``
     on the CPU."""
+    _check_batches(images, batch_size)
     model.eval()
     dev = _device(model)
     return torch.cat([model.code(x.to(dev)).cpu() for x in images.split(batch_size)])
@@ -39,6 +48,7 @@ def encode_mean(model: Model, images: torch.Tensor, batch_size: int = 1000) -> t
 def encode_distribution(model: Model, images: torch.Tensor,
                         batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """``mu, logvar: [N, latent]`` of q(z | x) for every image, on the CPU (a VAE only)."""
+    _check_batches(images, batch_size)
     model.eval()
     dev, mus, logvars = _device(model), [], []
     for x in images.split(batch_size):
@@ -64,8 +74,9 @@ def iw_log_likelihood(model: Model, x: torch.Tensor, k: int = 100,
     log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x), z_i ~ q(z | x). With k = 1 its expectation is the
     ELBO; it grows with k towards log p(x).
     """
-    if k <= 0:
-        raise ValueError(f"the number of importance samples must be positive, got {k}")
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"the number of importance samples must be a positive integer, got {k!r}")
+    check_images(x, "x")
     mu, logvar = model.posterior(x)
     chunk = max(1, 20_000 // max(1, len(x)))
     log_w = []
@@ -101,7 +112,7 @@ def evaluate(model: Model, images: torch.Tensor, *, beta: float = 1.0, iw_sample
     A VAE also gets ``active_units`` and, when ``iw_samples > 0``, ``iw_loglik``. For an autoencoder
     ``kl`` is 0 and ``elbo`` is not a bound on anything: it is left out.
     """
-    check_images(images, "images")
+    _check_batches(images, batch_size)
     if not isinstance(iw_samples, int) or iw_samples < 0:
         raise ValueError(f"iw_samples must be an integer >= 0, got {iw_samples!r}")
     model.eval()

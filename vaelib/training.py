@@ -23,7 +23,7 @@ import torch
 from vaelib.callbacks import Callback, ProgressBar, SaveCheckpoint
 from vaelib.checkpoints import CHECKPOINT_FORMAT, History
 from vaelib.data import Dataset, batches, check_dataset_name, check_images, subset
-from vaelib.errors import TrainingDiverged
+from vaelib.errors import DeviceError, TrainingDiverged
 from vaelib.losses import check_beta
 from vaelib.models import Model, ModelConfig
 
@@ -39,10 +39,22 @@ def seed_everything(seed: int) -> None:
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """CUDA when present (or ``prefer``, e.g. ``"cpu"``), else the CPU. Chosen once, passed along."""
-    if prefer:
-        return torch.device(prefer)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when present (or ``prefer``, e.g. ``"cpu"``), else the CPU. Chosen once, passed along.
+    Raises :class:`~vaelib.errors.DeviceError` for a device this machine does not have."""
+    if not prefer:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(prefer)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {prefer!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{prefer!r} was asked for, but this machine has no CUDA device; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"{prefer!r} was asked for, but this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"vaelib runs on cpu or cuda, not {prefer!r}")
+    return device
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,15 @@ class TrainConfig:
 SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name != "model")
 
 
+def epoch_generators(seed: int, epoch: int, device: torch.device | str = "cpu"
+                     ) -> tuple[torch.Generator, torch.Generator]:
+    """The two random streams of one epoch of ``fit``: the shuffling order (on the CPU) and the
+    sampling noise (on ``device``), seeded from ``(seed, epoch)``, so a resumed run draws exactly what
+    a straight one would."""
+    base = seed * 100_003 + epoch
+    return torch.Generator().manual_seed(base), torch.Generator(device).manual_seed(base + 50_000)
+
+
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam, using the fused kernel when this PyTorch has one for the device."""
     try:
@@ -118,7 +139,7 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     :class:`~vaelib.errors.TrainingDiverged` on a NaN or infinite loss.
     """
     config, images = _recipe(model, data, config, settings)
-    device = torch.device(device) if device is not None else get_device()
+    device = get_device(device)
     model.to(device)
     images = images.to(device)
     optimizer = make_optimizer(model, config.lr)
@@ -126,16 +147,17 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     if resume is not None:
         if resume.get("optimizer") is not None:
             optimizer.load_state_dict(resume["optimizer"])
-        history, start = resume["history"], resume["epoch"]
+            for group in optimizer.param_groups:  # a resumed run may change the learning rate
+                group["lr"] = config.lr
+        history, start = {**{k: [] for k in HISTORY_KEYS}, **resume["history"]}, resume["epoch"]
     callbacks = [*([ProgressBar(type(model).__name__ + " epoch")] if progress else []),
                  *([SaveCheckpoint(checkpoint, config)] if checkpoint is not None else []), *callbacks]
     for cb in callbacks:
-        cb.on_fit_start(start + 1, config.epochs, math.ceil(len(images) / config.batch_size))
+        cb.on_fit_start(model, start + 1, config.epochs, math.ceil(len(images) / config.batch_size))
     model.train()
     try:
         for epoch in range(start + 1, config.epochs + 1):
-            order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-            noise = torch.Generator(device).manual_seed(config.seed * 100_003 + epoch + 50_000)
+            order, noise = epoch_generators(config.seed, epoch, device)
             tally, t0 = _Tally(model.config.latent_dim, device), time.perf_counter()
             for x in batches(images, config.batch_size, generator=order, binarize=config.binarize,
                              noise=noise):
@@ -173,6 +195,8 @@ def _recipe(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | No
         config = replace(config, dataset=data.name)
         data = data.train.images
     check_images(data, "images")
+    if len(data) == 0:
+        raise ValueError("there are no images to train on (got an empty tensor)")
     return config, subset(data, config.n_train, config.seed)
 
 
