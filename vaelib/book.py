@@ -72,6 +72,41 @@ def show_progress() -> bool:
     return not _flag("TQDM_DISABLE")
 
 
+def glue(name: str, value, display: bool = False):
+    """Hand a measured ``value`` to the book's prose: ``{glue:text}`name:.1f``` in a Markdown cell shows it.
+    Outside a book build (Colab, a plain Jupyter) there is nothing to glue into and this does nothing.
+    Returns ``value``."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=display)
+    return value
+
+
+def run_note(data: Dataset):
+    """A line that says what this run of a chapter was built on, for its first cell's output."""
+    from IPython.display import Markdown
+
+    offline = "offline subset" in data.source
+    what = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothing images"}[data.name]
+    where = f"the 5,000-digit offline subset of MNIST ({len(data.train):,} for training)" if offline \
+        else f"{what}, {len(data.train):,} for training and {len(data.test):,} for testing"
+    mode = (f"quick mode: models train for {QUICK_EPOCHS} epochs on {QUICK_N_TRAIN:,} of the images, so "
+            "figures are rougher than the book's") if is_quick() else \
+        f"reader mode: the book's models train for {BOOK_EPOCHS} epochs"
+    return Markdown(f"*This page was built on {where}; {mode}.*")
+
+
+def setup_figures() -> None:
+    """Sharp figures on high-DPI screens: inline PNGs at twice the resolution."""
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    set_matplotlib_formats("png2x")
+
+
 def dataset(name: str | None = None, **kwargs) -> Dataset:
     """:func:`vaelib.data.load_dataset` with the book's switches: ``name`` defaults to
     :func:`dataset_name`, the cache folder to :func:`cache_dir`, and ``VAELIB_OFFLINE`` is obeyed."""
