@@ -90,6 +90,7 @@ class Visit:
     images: list[dict] = field(default_factory=list)
     widgets: dict = field(default_factory=dict)
     launch_links: list[str] = field(default_factory=list)
+    text: str = ""
 
 
 WAIT_FOR_MATHJAX = """async (timeout) => {
@@ -130,8 +131,11 @@ INSPECT_IMAGES = """async () => {
   for (const img of imgs) img.loading = 'eager';
   await Promise.all(imgs.map(img => img.decode().catch(() => null)));
   return imgs.map(img => {
+    const figure = img.closest('figure');
+    const caption = figure && figure.querySelector('figcaption');
     const r = {src: img.currentSrc || img.src, alt: img.alt, complete: img.complete,
-               width: img.naturalWidth, height: img.naturalHeight, std: null, error: null};
+               width: img.naturalWidth, height: img.naturalHeight, std: null, error: null,
+               output: img.closest('.cell_output') !== null, caption: caption ? caption.innerText.trim() : ''};
     if (!img.complete || img.naturalWidth === 0) return r;
     try {
       const scale = Math.min(1, 256 / Math.max(img.naturalWidth, img.naturalHeight));
@@ -216,6 +220,7 @@ def visits(browser, base_url):
             v.math = page.evaluate(INSPECT_MATH)
             v.images = page.evaluate(INSPECT_IMAGES)
             v.widgets = page.evaluate(INSPECT_WIDGETS)
+            v.text = page.evaluate("() => (document.querySelector('main') || document.body).innerText")
             v.launch_links = page.eval_on_selector_all(
                 "a[href]", "els => els.map(e => e.href).filter(h => /mybinder\\.org|colab\\.research\\.google\\.com/.test(h))")
         page.wait_for_timeout(100)  # late console messages

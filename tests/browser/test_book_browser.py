@@ -63,6 +63,25 @@ def test_images_load_and_are_not_blank(page_path, visits):
     assert not blank, f"{page_path}: blank images:{_fmt(blank)}"
 
 
+def test_every_output_figure_has_a_caption_and_alt_text(page_path, visits):
+    """A chapter's figures are figures: a caption to say what to look at, alt text to say what they show."""
+    _require_page(page_path)
+    if not page_path.startswith("chapters/0"):
+        pytest.skip("not a chapter of the story")
+    v = visits(page_path)
+    bad = [f'{i["src"].rsplit("/", 1)[-1]}: alt {i["alt"]!r}, caption {i["caption"][:40]!r}'
+           for i in v.images if i["output"] and (len(i["alt"]) < 15 or "." in i["alt"][-5:] or not i["caption"])]
+    assert not bad, f"{page_path}: figures without a real caption and alt text:{_fmt(bad)}"
+
+
+def test_the_machinery_is_out_of_sight(page_path, visits):
+    """The Colab install cell and the test markers are for notebooks, not for the reader of the page."""
+    _require_page(page_path)
+    v = visits(page_path)
+    for needle in ("NBVAL", "google.colab", "%pip install", "# claim:"):
+        assert needle not in v.text, f"{page_path} shows {needle!r}"
+
+
 def _local_target(page_path: str, href: str):
     """(target page path, fragment) for a link inside the book, or None for an outside link."""
     base = "http://book.invalid/"
