@@ -74,7 +74,7 @@ class LatentExplorer:
     def static_png(self) -> bytes:
         fig = self.static_figure()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
+        fig.savefig(buf, format="png", dpi=160)  # sharp on high-DPI screens and phones
         plt.close(fig)
         return buf.getvalue()
 
