@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import torch
 
 import vaelib
-from vaelib.errors import CheckpointError
+from vaelib.errors import CheckpointError, first_line
 from vaelib.models import Model, ModelConfig, build_model
 
 # Format 3: no RNG state (fit reseeds its noise every epoch), and a checksum of the tensors.
@@ -232,9 +232,3 @@ def _check_history(path: Path, ckpt: dict) -> None:
 
 def _reason(e: BaseException) -> str:
     return getattr(e, "strerror", None) or first_line(e)
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message, at most 200 characters."""
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]

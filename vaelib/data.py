@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from vaelib.errors import DataError
+from vaelib.errors import DataError, first_line
 
 DATASETS = ("mnist", "fashion-mnist")
 CLASS_NAMES = {
@@ -298,7 +298,7 @@ def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
         return {key: _parse_idx(_fetch(name, filename, timeout), filename)
                 for key, filename in IDX_FILES.items()}
     except (OSError, DataError) as e:  # any network failure (URLError, timeouts) means: fall back offline
-        print(f"vaelib: could not download {name} (offline? {_reason(e)}); using the offline copy instead")
+        print(f"vaelib: could not download {name} (offline? {first_line(e)}); using the offline copy instead")
         return None
 
 
@@ -316,11 +316,6 @@ def _fetch(name: str, filename: str, timeout: float) -> bytes:
             return raw
         error = DataError(f"{mirror}{filename} failed its MD5 check")
     raise error
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).splitlines()[0][:120] if str(e) else ""
-    return text or type(e).__name__
 
 
 def _offline(name: str) -> tuple[dict[str, np.ndarray], str]:

@@ -1,6 +1,12 @@
 """The errors vaelib raises. Each message says what went wrong and what to try."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
 class VaelibError(Exception):
     """Base class: an error with a message written for the person running the code."""
 
