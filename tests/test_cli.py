@@ -181,8 +181,8 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 10
-    assert proc.returncode == 130
-    assert "--resume" in stderr and "Traceback" not in stderr
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr, stderr
     model, ckpt = load_checkpoint(out)
     assert 1 <= ckpt["epoch"] < 1000 and len(ckpt["history"]["loss"]) == ckpt["epoch"]
     assert not list(tmp_path.glob(".*.tmp")), "a temporary checkpoint file was left behind"

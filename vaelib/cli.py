@@ -138,7 +138,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from vaelib import book
     from vaelib.callbacks import OnEpoch, SaveCheckpoint
-    from vaelib.checkpoints import load_checkpoint
+    from vaelib.checkpoints import interrupts_deferred, load_checkpoint
     from vaelib.evaluation import evaluate
     from vaelib.models import ModelConfig, build_model
     from vaelib.training import TrainConfig, fit, get_device, seed_everything
@@ -172,10 +172,11 @@ def _train(args: argparse.Namespace) -> int:
     saver = SaveCheckpoint(out, config)
 
     def report(epoch: int, history: dict) -> None:
-        tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {history['loss'][-1]:8.2f}  "
-                   f"recon {history['recon'][-1]:8.2f}  kl {history['kl'][-1]:7.2f}  "
-                   f"sigma {history['mean_sigma'][-1]:.3f}  "
-                   f"({history['samples_per_s'][-1]:,.0f} images/s)  saved {out}")
+        with interrupts_deferred():  # Ctrl-C inside tqdm.write would leave tqdm's lock broken
+            tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {history['loss'][-1]:8.2f}  "
+                       f"recon {history['recon'][-1]:8.2f}  kl {history['kl'][-1]:7.2f}  "
+                       f"sigma {history['mean_sigma'][-1]:.3f}  "
+                       f"({history['samples_per_s'][-1]:,.0f} images/s)  saved {out}")
 
     def kept() -> str:
         if saver.last_saved:
