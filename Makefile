@@ -1,6 +1,7 @@
 # make test : every test (unit tests, notebook validation, book build, browser checks)
-# make book : the HTML book in _build/html (reader mode)
-# Both create .venv and install requirements.txt on first use.
+# make book : the HTML book in _build/html (reader mode), with the whole book as _build/html/book.pdf
+# make lab  : Jupyter Lab on the chapters
+# All create .venv and install requirements.txt on first use.
 
 SHELL  := /bin/bash
 PYTHON ?= python3
@@ -20,7 +21,7 @@ define drop_stale_cache
 	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
 endef
 
-.PHONY: install test unit notebooks book book-quick browser bench clean
+.PHONY: install test unit notebooks book book-quick pdf lab browser bench clean
 
 # MathJax is served from the book itself (no CDN), so math renders with no network.
 # It comes from the npm registry at a pinned version, checked against the tarball's SHA-512,
@@ -58,15 +59,39 @@ $(MATHJAX_STAMP):
 	  cp "$$tmp/package/es5/tex-svg-full.js" "$$tmp/package/LICENSE" $(MATHJAX_DIR)/_static/mathjax/
 	touch $@
 
+# After the HTML build of folder $(1) (run with environment $(2)): each chapter's .ipynb download becomes
+# the executed notebook (outputs from the execution cache), and the whole book becomes $(1)/_build/html/book.pdf:
+# the single-page HTML, built from the same execution cache (no notebook runs again), printed by Chromium
+# once MathJax has typeset it; no TeX needed. intro.html is the single page (intro is the root in _toc.yml).
+# Without Chromium the book is built without its PDF (with a notice), except under CI=true; `make pdf` insists.
+define finish_book
+	$(BIN)/python tools/executed_notebooks.py $(1)/_build
+	$(2) $(BIN)/jupyter-book build . -W -n --keep-going --quiet --builder singlehtml --path-output $(1)
+	$(BIN)/python tools/print_pdf.py $(if $(filter true,$(CI)),,--optional) \
+	  $(1)/_build/singlehtml/intro.html $(1)/_build/html/book.pdf
+endef
+
 # The book in quick mode, for tests; its own build folder keeps it apart from the reader's book.
 book-quick: $(STAMP) $(MATHJAX_STAMP)
 	$(call drop_stale_cache,_build/quick)
 	VAELIB_QUICK=1 TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/quick
+	$(call finish_book,_build/quick,VAELIB_QUICK=1 TQDM_DISABLE=1)
 
 book: $(STAMP) $(MATHJAX_STAMP)
 	$(call drop_stale_cache,.)
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "Open _build/html/index.html in a browser."
+	$(call finish_book,.,TQDM_DISABLE=1)
+	@echo "Open _build/html/index.html in a browser; the whole book is _build/html/book.pdf."
+
+# The whole-book PDF is part of the book (the HTML links to it); this target insists on it.
+pdf: book
+	@test -f _build/html/book.pdf || { echo "no PDF: install Chromium (apt-get install chromium)" >&2; exit 1; }
+	@echo "The whole book as a PDF: _build/html/book.pdf"
+
+# Jupyter Lab on the chapters, with the widget manager that chapter 7's explorer needs (ipywidgets 8).
+# --allow-root only where make runs as root (a container), which Jupyter otherwise refuses.
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Headless Chromium over every page of the quick book, so it runs after (and depends on) book-quick.
 browser: book-quick

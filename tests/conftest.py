@@ -31,7 +31,7 @@ def vaelib_env(tmp_path_factory):
         mp.setenv("VAELIB_OFFLINE", "1")
         mp.setenv("VAELIB_DATA", str(root))
         mp.setenv("TQDM_DISABLE", "1")
-        for name in ("VAELIB_DATASET", "VAELIB_QUICK"):
+        for name in ("VAELIB_DATASET", "VAELIB_QUICK", "VAELIB_REQUIRE_FULL_DATA"):
             mp.delenv(name, raising=False)
         yield root
 
