@@ -25,6 +25,9 @@ from vaelib.evaluation import (
     frechet_distance,
     interpolation_codes,
     iw_log_likelihood,
+    kl_decomposition,
+    kl_split,
+    log_aggregate_posterior,
     manifold_codes,
     prior_radius,
 )
@@ -367,3 +370,76 @@ def test_decode_gives_pixel_probabilities_batch_by_batch(mnist):
     with torch.no_grad():
         expected = torch.sigmoid(model.decode(z))
     torch.testing.assert_close(decode(model, z, batch_size=7), expected)
+
+
+# The split of the average KL (chapter 5): average KL = I(x; z) + KL(q(z) || p(z)).
+
+def test_log_aggregate_posterior_is_the_log_of_the_mixture_density():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g)
+    z = 2 * torch.randn(5, 3, generator=g)
+    components = torch.distributions.Normal(mu.double(), torch.exp(0.5 * logvar.double()))
+    expected = torch.logsumexp(components.log_prob(z.double()[:, None, :]).sum(-1), 1) - math.log(7)
+    torch.testing.assert_close(log_aggregate_posterior(z, mu, logvar, chunk=2), expected)
+    with pytest.raises(ValueError, match=r"\[M, 3\]"):
+        log_aggregate_posterior(torch.zeros(5, 2), mu, logvar)
+
+
+def test_posteriors_that_are_all_the_prior_split_into_zero_and_zero():
+    s = kl_split(torch.zeros(50, 4), torch.zeros(50, 4), n_samples=200, generator=torch.Generator().manual_seed(0))
+    assert s.average_kl == 0 and abs(s.mutual_information) < 1e-12 and abs(s.marginal_kl) < 1e-12
+    assert s.ln_n == pytest.approx(math.log(50)) and s.n_images == 50
+
+
+def test_identical_posteriors_carry_no_information_and_all_their_kl_is_mismatch():
+    mu, logvar = torch.tensor([[1.0, -0.5]]).repeat(30, 1), torch.tensor([[-1.0, 0.5]]).repeat(30, 1)
+    s = kl_split(mu, logvar, n_samples=300, generator=torch.Generator().manual_seed(0))
+    assert abs(s.mutual_information) < 1e-9
+    assert s.marginal_kl == pytest.approx(gaussian_kl(mu[:1], logvar[:1]).item(), abs=1e-6)
+
+
+def test_narrow_far_apart_posteriors_carry_ln_n_nats():
+    n = 16
+    corners = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(n, 2)
+    s = kl_split(10 * corners, torch.full((n, 2), -12.0), n_samples=500, generator=torch.Generator().manual_seed(0))
+    assert s.mutual_information == pytest.approx(math.log(n), abs=1e-6)
+    assert s.marginal_kl == pytest.approx(s.average_kl - math.log(n), abs=1e-6) and s.marginal_kl > 10
+
+
+def test_kl_split_matches_quadrature_in_one_dimension():
+    mu = torch.tensor([[-1.0], [0.3], [1.5]])
+    logvar = torch.log(torch.tensor([[0.5], [0.8], [0.3]]) ** 2)
+    z = GRID[:, None]
+    log_q = log_aggregate_posterior(z, mu, logvar)
+    dz = (GRID[1] - GRID[0]).item()
+    marginal = (log_q.exp() * (log_q - log_standard_normal(z))).sum().item() * dz   # KL(q(z) || p(z))
+    average = gaussian_kl(mu, logvar).mean().item()
+    s = kl_split(mu, logvar, n_samples=40_000, generator=torch.Generator().manual_seed(0))
+    assert s.average_kl == pytest.approx(average, rel=1e-6)
+    assert abs(s.marginal_kl - marginal) < 4 * s.standard_error and s.standard_error < 0.01
+    assert abs(s.mutual_information - (average - marginal)) < 4 * s.standard_error
+    assert 0.3 < average - marginal < math.log(3)   # overlapping clouds: some information, below ln N
+
+
+def test_kl_split_rejects_bad_input():
+    with pytest.raises(ValueError, match="same"):
+        kl_split(torch.zeros(5, 2), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="N >= 1"):
+        kl_split(torch.zeros(0, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="n_samples"):
+        kl_split(torch.zeros(5, 2), torch.zeros(5, 2), n_samples=1)
+
+
+def test_kl_decomposition_of_a_model_splits_its_own_average_kl(mnist):
+    seed_everything(0)
+    model = build_model(kind="vae", latent_dim=3, hidden=(16,))
+    images = mnist.test.images[:64]
+    s = kl_decomposition(model, images, n_samples=500, generator=torch.Generator().manual_seed(0), batch_size=10)
+    mu, logvar = encode_distribution(model, images)
+    assert s.average_kl == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
+    assert s.average_kl == pytest.approx(s.mutual_information + s.marginal_kl, abs=1e-9)
+    assert s.mutual_information <= math.log(64) and s.n_images == 64 and s.n_samples == 500
+    again = kl_decomposition(model, images, n_samples=500, generator=torch.Generator().manual_seed(0))
+    assert again.mutual_information == pytest.approx(s.mutual_information, abs=1e-9)
+    with pytest.raises(ValueError, match="needs a VAE"):
+        kl_decomposition(build_model(kind="ae", latent_dim=3, hidden=(16,)), images)

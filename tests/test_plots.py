@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import matplotlib
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from matplotlib.patches import Circle, Ellipse  # noqa: E402
+from matplotlib.patches import Circle, Ellipse, Rectangle  # noqa: E402
 
 from vaelib import plots  # noqa: E402
 from vaelib.evaluation import decode, interpolation_codes, manifold_codes, project_2d  # noqa: E402
@@ -97,8 +98,32 @@ def test_gaussian_ellipses_are_centred_on_mu_and_four_sigmas_wide():
     ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
     assert [tuple(e.center) for e in ellipses] == [(0.0, 1.0), (2.0, -1.0)]
     assert [v for e in ellipses for v in (e.width, e.height)] == pytest.approx([2.0, 4.0, 8.0, 0.4])
+    assert all(e.get_fill() for e in ellipses)
     with pytest.raises(ValueError, match="2-D latent"):
         plots.gaussian_ellipses(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2))
+
+
+def test_gaussian_ellipses_outlines_and_zoom_window():
+    mu = torch.tensor([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0]])
+    logvar = torch.full((3, 2), 2 * math.log(0.002))              # sigma = 0.002: tiny clouds
+    window = (-0.02, 0.03, -0.02, 0.02)
+    fig = plots.gaussian_ellipses(mu, logvar, torch.tensor([0, 1, 2]), filled=False, window=window)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx(window[:2]) and ax.get_ylim() == pytest.approx(window[2:])
+    ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+    assert not any(e.get_fill() for e in ellipses)
+    # In the window, a 2-sigma ellipse spans a visible share of the axis (not lost behind its dot).
+    assert ellipses[0].width / (window[1] - window[0]) > 0.1
+    # Ticks give the offset from the window's centre (0.005, 0), not long absolute coordinates.
+    fig.canvas.draw()
+    ticks = {round(v, 6): t.get_text() for v, t in zip(ax.get_xticks(), ax.get_xticklabels())}
+    assert ticks[0.005] == "0" and ticks[0.015] == "+0.01", ticks
+    assert "window's centre" in ax.get_xlabel()
+    overview = plots.gaussian_ellipses(mu, logvar, torch.tensor([0, 1, 2]), mark=window).axes[0]
+    (frame,) = [p for p in overview.patches if isinstance(p, Rectangle)]
+    assert (frame.get_x(), frame.get_y()) == pytest.approx((window[0], window[2]))
+    assert (frame.get_width(), frame.get_height()) == pytest.approx((0.05, 0.04))
+    assert overview.get_xlim()[1] > 5  # the overview shows every centre
 
 
 def test_manifold_draws_the_decoded_grid_with_quantile_ticks():
@@ -121,11 +146,24 @@ def test_interpolation_labels_each_image_with_its_weight():
     fig = plots.interpolation(images, torch.tensor([0.0, 0.5, 1.0]))
     ax = fig.axes[0]
     _labelled(ax, y=False)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0", "0.5", "1.0"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5", "1"]
     np.testing.assert_allclose(_tile(_shown(fig), 0, 2), images[2, 0].numpy())
     _, t = interpolation_codes(torch.zeros(2), torch.ones(2), steps=3)
     with pytest.raises(ValueError, match="one image per weight"):
         plots.interpolation(images[:2], t)
+
+
+def test_a_long_walk_labels_a_few_weights_large_enough_to_read():
+    _, t = interpolation_codes(torch.zeros(2), torch.ones(2), steps=10)
+    ax = plots.interpolation(_images(10), t).axes[0]
+    labels = ax.get_xticklabels()
+    assert 3 <= len(labels) <= 5
+    assert labels[0].get_text() == "0" and labels[-1].get_text() == "1"
+    assert min(label.get_fontsize() for label in labels) >= 12
+    ticks = ax.get_xticks()
+    side = 29
+    assert ticks[0] == side / 2 and ticks[-1] == 9 * side + side / 2  # on the first and the last image
+    assert len(set(np.diff(ticks))) == 1  # evenly spaced
 
 
 def test_training_curves_plot_every_run_and_key():
@@ -139,19 +177,42 @@ def test_training_curves_plot_every_run_and_key():
     assert list(kl_ax.get_lines()[0].get_xdata()) == [1, 2, 3]
     assert [t.get_text() for t in recon_ax.get_legend().get_texts()] == ["A", "B"]
     assert kl_ax.get_yscale() == "log" and recon_ax.get_yscale() == "linear"
-    single = plots.training_curves(a, keys=("loss",))
+    assert recon_ax.get_ylabel() == "reconstruction NLL (nats per image)"
+    single = plots.training_curves(a, keys=("loss",), title="one run")
     assert list(single.axes[0].get_lines()[0].get_ydata()) == a["loss"]
     assert single.axes[0].get_legend() is None
+    # One panel: the figure's title names it, and the panel repeats no title of its own.
+    assert single.axes[0].get_title() == "" and single._suptitle.get_text() == "one run"
+    assert single.axes[0].get_ylabel() == "loss (nats per image)"
+
+
+def test_a_log_axis_is_labelled_with_plain_numbers():
+    history = {"loss": [1.0] * 4, "mean_sigma": [0.8, 0.1, 0.02, 0.004]}
+    fig = plots.training_curves(history, keys=("mean_sigma",), logy=("mean_sigma",))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks()) if low <= v <= high]
+    assert 3 <= len(shown) <= 9, shown
+    assert all("$" not in label and "^" not in label for label in shown), shown  # no 10^-2 mathtext
+    assert {"0.01", "0.1"} <= set(shown), shown
+    minor = [t.get_text() for t in ax.yaxis.get_minorticklabels()]
+    assert not any(minor), minor
 
 
 def test_sigma_histogram_counts_every_value_of_each_model():
     sigmas = {"narrow": torch.full((30,), 1e-3), "wide": torch.linspace(0.5, 1.0, 20)}
-    fig = plots.sigma_histogram(sigmas)
+    fig = plots.sigma_histogram(sigmas, colors={"wide": "tab:red"})
     ax = fig.axes[0]
     _labelled(ax)
     assert [sum(bar.get_height() for bar in series) for series in ax.containers] == [30, 20]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["narrow", "wide"]
     assert ax.get_xscale() == "log"
+    # Each series is outlined in its own colour, on top of its light bars.
+    outlines = [p for p in ax.patches if p.get_fill() is False]
+    assert len(outlines) == 2
+    assert matplotlib.colors.same_color(outlines[1].get_edgecolor(), "tab:red")
+    assert matplotlib.colors.same_color(ax.containers[1][0].get_facecolor()[:3], "tab:red")
 
 
 # --- the latent explorer ----------------------------------------------------------------------------

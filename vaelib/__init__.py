@@ -2,14 +2,16 @@
 
 One module per idea: :mod:`~vaelib.data`, :mod:`~vaelib.models`, :mod:`~vaelib.losses`,
 :mod:`~vaelib.estimators`, :mod:`~vaelib.training` (with :mod:`~vaelib.callbacks` and
-:mod:`~vaelib.checkpoints`), :mod:`~vaelib.evaluation`, :mod:`~vaelib.plots`, :mod:`~vaelib.widgets`;
-the book's own switches and models in :mod:`~vaelib.book`; the command line in :mod:`~vaelib.cli`
+:mod:`~vaelib.checkpoints`), :mod:`~vaelib.evaluation`, :mod:`~vaelib.plots`, :mod:`~vaelib.diagrams`,
+:mod:`~vaelib.widgets`, :mod:`~vaelib.live` (the decoders that run in the HTML book's pages);
+the book's own switches and models in :mod:`~vaelib.book`; the checkers of the chapters' coding
+exercises in :mod:`~vaelib.exercises`; the command line in :mod:`~vaelib.cli`
 (``python -m vaelib``).
 """
 
 __version__ = "0.2.0"
 
-from vaelib import book
+from vaelib import book, exercises
 from vaelib.checkpoints import load_checkpoint, save_checkpoint
 from vaelib.data import Dataset, Split, batches, load_dataset
 from vaelib.errors import CheckpointError, DataError, DeviceError, TrainingDiverged, VaelibError
@@ -21,7 +23,7 @@ from vaelib.training import TrainConfig, fit, get_device, seed_everything
 __all__ = [
     "Autoencoder", "CheckpointError", "DataError", "Dataset", "DeviceError", "ELBOTerms", "ModelConfig",
     "Split", "TrainConfig", "TrainingDiverged", "VAE", "VaelibError", "active_units", "batches",
-    "bernoulli_nll", "book", "build_model", "count_parameters", "elbo_terms", "evaluate", "fit",
+    "bernoulli_nll", "book", "build_model", "count_parameters", "elbo_terms", "evaluate", "exercises", "fit",
     "gaussian_kl", "get_device", "iw_log_likelihood", "kl_monte_carlo", "load_checkpoint",
     "load_dataset", "save_checkpoint", "seed_everything",
 ]

@@ -7,6 +7,8 @@ vaelib reads an environment variable. The switches:
 - ``VAELIB_DATASET``: ``mnist`` (default) or ``fashion-mnist``;
 - ``VAELIB_DATA``: the folder for cached datasets and trained models (default ``~/.cache/vaelib``);
 - ``VAELIB_OFFLINE=1``: never try to download; use the offline copies;
+- ``VAELIB_REQUIRE_FULL_DATA=1``: the offline 5,000-digit subset of MNIST is an error instead of a fallback
+  (the publishing workflow sets it, so no book is published on the subset);
 - ``TQDM_DISABLE=1``: no progress bars (the book build sets it, so no half-drawn bar lands in the HTML).
 
 :func:`model` gives one of :data:`BOOK_MODELS`, trained with the book's recipe. The first chapter to
@@ -24,7 +26,7 @@ import torch
 
 from vaelib.checkpoints import History, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
-from vaelib.errors import CheckpointError
+from vaelib.errors import CheckpointError, DataError
 from vaelib.models import Model, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
@@ -67,6 +69,16 @@ def offline() -> bool:
     return _flag("VAELIB_OFFLINE")
 
 
+def require_full_data() -> bool:
+    """True when ``$VAELIB_REQUIRE_FULL_DATA=1``: :func:`dataset` refuses the offline subset of MNIST."""
+    return _flag("VAELIB_REQUIRE_FULL_DATA")
+
+
+def is_offline_subset(data: Dataset) -> bool:
+    """True when ``data`` is the 5,000-digit offline subset of MNIST rather than the full dataset."""
+    return "offline subset" in data.source
+
+
 def show_progress() -> bool:
     """False when ``$TQDM_DISABLE`` is set (tqdm's notebook bar ignores it, so vaelib honours it)."""
     return not _flag("TQDM_DISABLE")
@@ -75,7 +87,10 @@ def show_progress() -> bool:
 def glue(name: str, value, display: bool = False):
     """Hand a measured ``value`` to the book's prose: ``{glue:text}`name:.1f``` in a Markdown cell shows it.
     Outside a book build (Colab, a plain Jupyter) there is nothing to glue into and this does nothing.
-    Returns ``value``."""
+    Returns ``value``; a NumPy or PyTorch scalar comes back as a plain Python number, so a format such as
+    ``:.1f`` always applies."""
+    if getattr(value, "shape", None) == ():  # numpy or torch scalar
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
@@ -88,7 +103,7 @@ def run_note(data: Dataset):
     """A line that says what this run of a chapter was built on, for its first cell's output."""
     from IPython.display import Markdown
 
-    offline = "offline subset" in data.source
+    offline = is_offline_subset(data)
     what = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothing images"}[data.name]
     where = f"the 5,000-digit offline subset of MNIST ({len(data.train):,} for training)" if offline \
         else f"{what}, {len(data.train):,} for training and {len(data.test):,} for testing"
@@ -109,8 +124,13 @@ def setup_figures() -> None:
 
 def dataset(name: str | None = None, **kwargs) -> Dataset:
     """:func:`vaelib.data.load_dataset` with the book's switches: ``name`` defaults to
-    :func:`dataset_name`, the cache folder to :func:`cache_dir`, and ``VAELIB_OFFLINE`` is obeyed."""
-    return load_dataset(name or dataset_name(), root=cache_dir(), download=not offline(), **kwargs)
+    :func:`dataset_name`, the cache folder to :func:`cache_dir`, and ``VAELIB_OFFLINE`` is obeyed. With
+    ``VAELIB_REQUIRE_FULL_DATA=1`` the offline subset of MNIST raises :class:`~vaelib.errors.DataError`."""
+    data = load_dataset(name or dataset_name(), root=cache_dir(), download=not offline(), **kwargs)
+    if require_full_data() and is_offline_subset(data):
+        raise DataError(f"VAELIB_REQUIRE_FULL_DATA=1, but {data.name} came from {data.source}, not the full "
+                        "dataset: check the network connection, or unset VAELIB_REQUIRE_FULL_DATA")
+    return data
 
 
 def config(kind: str = "vae", latent_dim: int = 2, *, beta: float = 1.0, arch: str = "mlp",

@@ -7,16 +7,19 @@ The figures' numbers are computed here and drawn by :mod:`vaelib.plots`: :func:`
 :func:`interpolation_codes`, :func:`manifold_codes`, :func:`prior_radius` (the ball that holds a given
 share of N(0, I) draws) and :class:`FrechetDistance`, the book's one measure of how far a set of images
 is from the real ones.
+:func:`kl_decomposition` splits the average KL into the information in the code and the mismatch between
+the aggregate posterior and the prior (chapter 5).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from vaelib.data import check_images
-from vaelib.losses import bernoulli_nll, log_normal, log_standard_normal
+from vaelib.losses import LOG_2PI, bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
 from vaelib.models import Model
 
 FRECHET_COMPONENTS = 50
@@ -239,3 +242,88 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
     centred = codes - codes.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     return centred @ v[:2].T, ("principal component 1", "principal component 2")
+
+
+class KLDecomposition(NamedTuple):
+    """The average KL over N images, split in two parts (all in nats per image):
+    ``average_kl = mutual_information + marginal_kl``.
+
+    ``mutual_information`` is I(x; z) under the encoder, with x uniform over the N images: at most
+    ``ln_n`` = ln N. ``marginal_kl`` is KL(q(z) || p(z)), from the aggregate posterior
+    q(z) = (1/N) sum_n q(z | x_n) to the prior. ``standard_error`` is the Monte Carlo error of both
+    estimates (the exact ``average_kl`` has none)."""
+
+    average_kl: float
+    mutual_information: float
+    marginal_kl: float
+    standard_error: float
+    ln_n: float
+    n_images: int
+    n_samples: int
+
+
+def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                            chunk: int = 64) -> torch.Tensor:
+    """log q(z) of the aggregate posterior q(z) = (1/N) sum_n N(z; mu_n, diag(exp(logvar_n))) at the
+    points ``z: [M, latent]``, for posteriors ``mu, logvar: [N, latent]``: ``[M]``, in float64.
+
+    Every one of the N components is evaluated, ``chunk`` points at a time: the log-densities of all
+    components come from one matrix product per chunk (the squared distances expanded), and a log-sum-exp
+    over them gives the mixture's log-density. Introduced in chapter 5."""
+    if mu.shape != logvar.shape or mu.dim() != 2:
+        raise ValueError(f"mu and logvar must have the same shape [N, latent], got {tuple(mu.shape)} and "
+                         f"{tuple(logvar.shape)}")
+    if z.dim() != 2 or z.shape[1] != mu.shape[1]:
+        raise ValueError(f"z must be [M, {mu.shape[1]}] for these posteriors, got {tuple(z.shape)}")
+    mu, logvar, z = mu.double().cpu(), logvar.double().cpu(), z.double().cpu()
+    precision = torch.exp(-logvar)                                                   # [N, latent]
+    # log N(z; mu_n, var_n) = const_n - 0.5 sum_d (z_d^2 prec_nd - 2 z_d mu_nd prec_nd): one product
+    const = -0.5 * (LOG_2PI * mu.shape[1] + logvar.sum(1) + (mu.pow(2) * precision).sum(1))  # [N]
+    weights = torch.cat([precision, -2 * mu * precision], 1).T                       # [2 latent, N]
+    out = []
+    for zc in z.split(chunk):
+        log_components = torch.addmm(const, torch.cat([zc.pow(2), zc], 1), weights, alpha=-0.5)
+        out.append(torch.logsumexp(log_components, 1))                               # [chunk]
+    return torch.cat(out) - math.log(len(mu))
+
+
+def kl_split(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 2000,
+             generator: torch.Generator | None = None) -> KLDecomposition:
+    """:class:`KLDecomposition` of N diagonal-Gaussian posteriors ``mu, logvar: [N, latent]``.
+
+    The average KL is exact (the closed form). For the split, ``n_samples`` pairs are drawn: an image n
+    uniformly, then z ~ q(z | x_n). The mutual information is the average of
+    log q(z | x_n) - log q(z), with the aggregate posterior q(z) evaluated exactly over all N images
+    (:func:`log_aggregate_posterior`); each term is at most ln N. ``marginal_kl`` is the average KL minus
+    that: the Monte Carlo estimate of KL(q(z) || p(z)), log q(z) - log p(z) averaged over the same draws,
+    with the exact average KL as a control variate, which removes most of its noise."""
+    if mu.shape != logvar.shape or mu.dim() != 2 or len(mu) == 0:
+        raise ValueError(f"mu and logvar must have the same shape [N, latent], with N >= 1 images, got "
+                         f"{tuple(mu.shape)} and {tuple(logvar.shape)}")
+    if not isinstance(n_samples, int) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    mu, logvar = mu.detach().double().cpu(), logvar.detach().double().cpu()
+    n = len(mu)
+    average_kl = gaussian_kl(mu, logvar).mean().item()
+    pick = torch.randint(n, (n_samples,), generator=generator)
+    eps = torch.randn((n_samples, mu.shape[1]), generator=generator, dtype=torch.float64)
+    z = mu[pick] + torch.exp(0.5 * logvar[pick]) * eps
+    info = log_normal(z, mu[pick], logvar[pick]) - log_aggregate_posterior(z, mu, logvar)
+    mutual_information = info.mean().item()
+    return KLDecomposition(average_kl=average_kl, mutual_information=mutual_information,
+                           marginal_kl=average_kl - mutual_information,
+                           standard_error=(info.std() / math.sqrt(n_samples)).item(),
+                           ln_n=math.log(n), n_images=n, n_samples=n_samples)
+
+
+@torch.no_grad()
+def kl_decomposition(model: Model, images: torch.Tensor, n_samples: int = 2000,
+                     generator: torch.Generator | None = None, batch_size: int = 1000) -> KLDecomposition:
+    """Split a VAE's average KL over ``images`` (its training images, say) into the information its code
+    carries about the image, I(x; z), and the mismatch KL(q(z) || p(z)) between the aggregate posterior
+    of those images and the prior: :func:`kl_split` on the encoder's ``mu, logvar``. Introduced in
+    chapter 5."""
+    if not model.variational:
+        raise ValueError("kl_decomposition needs a VAE: an autoencoder's code is a point, with no KL to split")
+    mu, logvar = encode_distribution(model, images, batch_size)
+    return kl_split(mu, logvar, n_samples, generator)

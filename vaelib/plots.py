@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
+from matplotlib.patches import Ellipse, Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vaelib.evaluation import project_2d
 
@@ -37,6 +38,18 @@ def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
 def _finish(fig: Figure) -> Figure:
     fig.tight_layout()
     return fig
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log-scaled ``axis`` (``ax.xaxis`` or ``ax.yaxis``) with plain numbers (0.01, 0.02, 0.05,
+    ...) instead of powers of ten, and leave its minor ticks unlabelled, so that the labels never crowd
+    each other. Call it after the data are drawn: how many ticks get a label depends on the range."""
+    low, high = sorted(axis.get_view_interval())
+    decades = math.log10(high / low) if low > 0 else math.inf
+    subs = tuple(range(1, 10)) if decades < 0.7 else (1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, title: str = "Images",
@@ -99,10 +112,30 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, class_names: Seque
     return _finish(fig)
 
 
+def _offset_ticks(axis, low: float, high: float) -> None:
+    """Ticks at the centre of ``[low, high]`` and at round steps on either side, labelled with their
+    offset from the centre (0, +0.01, -0.02, ...), which stays short at any magnification."""
+    centre, half = (low + high) / 2, (high - low) / 2
+    step = 10 ** math.floor(math.log10(half))
+    step *= 5 if half / step > 5 else 2 if half / step > 2.5 else 1
+    k = int(half / step + 1e-9)
+    offsets = step * np.arange(-k, k + 1)
+    axis.set_ticks(centre + offsets, [f"{v:+.2g}" if i != k else "0" for i, v in enumerate(offsets)])
+
+
 def gaussian_ellipses(mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, n: int = 60,
                       title: str = "Each input's Gaussian q(z | x): 2-sigma ellipses",
-                      ax: plt.Axes | None = None) -> Figure:
-    """Draw the 2-sigma ellipse of q(z | x) for ``n`` inputs of a 2-D latent space."""
+                      ax: plt.Axes | None = None, filled: bool = True,
+                      window: tuple[float, float, float, float] | None = None,
+                      mark: tuple[float, float, float, float] | None = None) -> Figure:
+    """Draw the 2-sigma ellipse of q(z | x) for ``n`` inputs of a 2-D latent space, coloured by class,
+    with a small dot at each centre.
+
+    ``filled=False`` draws outlines only, so that ellipses piled on top of each other stay apart.
+    ``window=(x0, x1, y0, y1)`` shows only that part of the plane (a zoom, at the true scale of the
+    ellipses), with ticks that give the offset from the window's centre; ``mark`` outlines such a window,
+    and rings it, to show where a zoom was taken.
+    """
     if mu.shape[1] != 2:
         raise ValueError(f"gaussian_ellipses needs a 2-D latent space, got {mu.shape[1]} dimensions")
     mu, sigma = mu[:n].cpu().numpy(), torch.exp(0.5 * logvar[:n]).cpu().numpy()
@@ -112,13 +145,26 @@ def gaussian_ellipses(mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tens
     else:
         fig = ax.figure
     for m, s, c in zip(mu, sigma, colors):
-        ax.add_patch(Ellipse(m, 4 * s[0], 4 * s[1], facecolor=c, alpha=0.25, edgecolor=c))
-    ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=8)
-    pad = 2 * sigma.max(0) + 0.5
-    ax.set_xlim(mu[:, 0].min() - pad[0], mu[:, 0].max() + pad[0])
-    ax.set_ylim(mu[:, 1].min() - pad[1], mu[:, 1].max() + pad[1])
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
+        ax.add_patch(Ellipse(m, 4 * s[0], 4 * s[1], fill=filled, facecolor=c, edgecolor=c, lw=1,
+                             alpha=0.35 if filled else 0.8))
+    ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=3, zorder=3)
+    if window is None:
+        pad = 2 * sigma.max(0) + 0.5
+        ax.set_xlim(mu[:, 0].min() - pad[0], mu[:, 0].max() + pad[0])
+        ax.set_ylim(mu[:, 1].min() - pad[1], mu[:, 1].max() + pad[1])
+    else:  # a zoom: the ticks give the offset from the window's centre, readable at any magnification
+        ax.set_xlim(window[0], window[1])
+        ax.set_ylim(window[2], window[3])
+        _offset_ticks(ax.xaxis, window[0], window[1])
+        _offset_ticks(ax.yaxis, window[2], window[3])
+    if mark is not None:  # the window's outline, and a ring around it that shows even when it is tiny
+        ax.add_patch(Rectangle((mark[0], mark[2]), mark[1] - mark[0], mark[3] - mark[2], fill=False,
+                               edgecolor="black", lw=1.5, zorder=4))
+        ax.plot((mark[0] + mark[1]) / 2, (mark[2] + mark[3]) / 2, marker="o", ms=14, mfc="none",
+                mec="black", mew=1.5, zorder=4)
+    where = "" if window is None else " (from the window's centre)"
+    ax.set_xlabel("$z_1$" + where)
+    ax.set_ylabel("$z_2$" + where)
     ax.set_title(title)
     return _finish(fig)
 
@@ -145,29 +191,36 @@ def manifold(images: torch.Tensor, quantiles: torch.Tensor,
 
 
 def interpolation(images: torch.Tensor, t: torch.Tensor,
-                  title: str = "Walking in latent space from one image to another") -> Figure:
-    """Draw the decoded codes of :func:`vaelib.evaluation.interpolation_codes` in a row, each labelled
-    with its weight ``t``."""
+                  title: str = "Walking in latent space from one image to another",
+                  max_labels: int = 5) -> Figure:
+    """Draw the decoded codes of :func:`vaelib.evaluation.interpolation_codes` in a row. At most
+    ``max_labels`` evenly spaced ones, the first and the last included, are labelled with their weight
+    ``t``, in a font large enough to read when the row is shrunk to a phone's width."""
     if images.dim() != 4 or len(images) != len(t):
         raise ValueError(f"expected one image per weight ({len(t)}), got images {tuple(images.shape)}")
     steps = len(t)
     fig = image_grid(images, nrow=steps, title=title)
     ax = fig.axes[0]
     side = images.shape[-1] + 1
-    ax.set_xticks(np.arange(steps) * side + side / 2)
-    ax.set_xticklabels([f"{v:.1f}" for v in t.tolist()])
-    ax.set_xlabel("interpolation weight t (0 = first image, 1 = second)")
-    return fig
+    # Evenly spaced labels, the first and the last included: the most that fit in max_labels.
+    k = max((k for k in range(2, min(steps, max_labels) + 1) if (steps - 1) % (k - 1) == 0), default=1)
+    shown = np.arange(steps)[::(steps - 1) // (k - 1)] if k > 1 else np.arange(steps)
+    ax.set_xticks(shown * side + side / 2)
+    ax.set_xticklabels([f"{t[i].item():.2g}" for i in shown], fontsize=12)
+    ax.set_xlabel("interpolation weight t (0 = first image, 1 = second)", fontsize=12)
+    ax.title.set_fontsize(13)
+    return _finish(fig)
 
 
-CURVE_LABELS = {"recon": "reconstruction NLL (nats)", "kl": "KL (nats)", "elbo": "ELBO (nats)",
-                "loss": "loss (nats)", "mean_sigma": "mean sigma"}
+CURVE_LABELS = {"recon": "reconstruction NLL (nats per image)", "kl": "KL (nats per image)",
+                "elbo": "ELBO (nats per image)", "loss": "loss (nats per image)", "mean_sigma": "mean sigma"}
 
 
 def training_curves(histories: History | dict[str, History], keys: Sequence[str] = ("recon", "kl"),
                     title: str = "Training curves", logy: Sequence[str] = ()) -> Figure:
     """One panel per history key against epoch; one line per run when given ``{name: history}``.
-    Keys named in ``logy`` get a log-scaled y axis."""
+    Keys named in ``logy`` get a log-scaled y axis labelled with plain numbers. Each panel has a title
+    of its own only when there are several; one panel is named by ``title`` alone."""
     runs = {"": histories} if "loss" in histories else histories
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -175,10 +228,13 @@ def training_curves(histories: History | dict[str, History], keys: Sequence[str]
             values = history[key]
             ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name or None)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_ylabel(CURVE_LABELS.get(key, key))
-        ax.set_title(CURVE_LABELS.get(key, key).split(" (")[0])
+        if len(keys) > 1:
+            ax.set_title(CURVE_LABELS.get(key, key).split(" (")[0])
         if key in logy:
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
         ax.grid(alpha=0.3)
         if len(runs) > 1:
             ax.legend(fontsize=8)
@@ -187,15 +243,21 @@ def training_curves(histories: History | dict[str, History], keys: Sequence[str]
 
 
 def sigma_histogram(sigmas: dict[str, torch.Tensor], bins: int = 60,
-                    title: str = "Encoder standard deviations sigma") -> Figure:
-    """Histogram of sigma values (log-scaled x axis), one series per named model."""
+                    title: str = "Encoder standard deviations sigma",
+                    colors: dict[str, str] | None = None) -> Figure:
+    """Histogram of sigma values (log-scaled x axis), one series per named model: light bars with a
+    solid outline in the series' colour (``colors[name]``, else matplotlib's cycle), so that
+    overlapping series stay readable."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     all_vals = torch.cat([s.flatten().cpu() for s in sigmas.values()]).clamp_min(1e-6)
     # Edges a little outside the extremes, so rounding in logspace never drops the smallest value.
     edges = np.logspace(np.log10(all_vals.min().item() * 0.99), np.log10(max(all_vals.max().item(), 1.5)),
                         bins)
-    for name, s in sigmas.items():
-        ax.hist(s.flatten().cpu().clamp_min(1e-6).numpy(), bins=edges, alpha=0.6, label=name)
+    for i, (name, s) in enumerate(sigmas.items()):
+        values = s.flatten().cpu().clamp_min(1e-6).numpy()
+        color = (colors or {}).get(name, f"C{i}")
+        ax.hist(values, bins=edges, alpha=0.3, color=color, label=name)
+        ax.hist(values, bins=edges, histtype="step", lw=1.5, color=color)
     ax.set_xscale("log")
     ax.set_xlabel("sigma (log scale)")
     ax.set_ylabel("count")
