@@ -66,10 +66,14 @@ def main() -> int:
     if not cache_path.is_dir():
         raise SystemExit(f"executed_notebooks: no execution cache at {cache_path}: build the book first")
     cache = get_cache(cache_path)
-    downloads = sorted(sources.rglob("*.ipynb"))
-    for download in downloads:
+    downloads = []
+    for download in sorted(sources.rglob("*.ipynb")):
         source = ROOT / download.relative_to(sources)
+        if not source.is_file():  # left over from an earlier build of a page the book no longer has
+            download.unlink()
+            continue
         nbformat.write(executed(source, cache), download)
+        downloads.append(download)
     print(f"executed_notebooks: {len(downloads)} notebook downloads in {sources} now hold their outputs")
     return 0
 
