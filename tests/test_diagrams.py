@@ -221,7 +221,7 @@ def test_reparameterization_gradient_stops_at_the_sample_before_and_reaches_mu_s
     after = {g for g in gradients if ":after:" in g}
     assert before == {"arrow:grad:before:loss-decoder", "arrow:grad:before:decoder-z"}
     assert after == {"arrow:grad:after:loss-decoder", "arrow:grad:after:decoder-z", "arrow:grad:after:z-mu",
-                     "arrow:grad:after:z-sigma", "arrow:grad:after:mu-encoder"}
+                     "arrow:grad:after:z-sigma", "arrow:grad:after:mu-encoder", "arrow:grad:after:sigma-encoder"}
     assert set(_by_gid(fig, "blocked:")) == {"blocked:before:z"}
     # The noise is an input only after the trick, and z is a random node only before it.
     assert set(_by_gid(fig, "node:")) == {"node:before:z", "node:after:eps"}

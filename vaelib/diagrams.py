@@ -243,6 +243,8 @@ def reparameterization() -> Figure:
                    kind="gradient", rad=-0.3)
             _arrow(ax, (xs["par"] - 0.1, y + 0.65), (xs["enc"] + 0.1, y + 0.41), f"grad:{p}:mu-encoder",
                    kind="gradient", rad=0.3)
+            _arrow(ax, (xs["par"] - 0.1, y - 0.65), (xs["enc"] + 0.1, y - 0.41), f"grad:{p}:sigma-encoder",
+                   kind="gradient", rad=-0.3)
             _text(ax, xs["par"] + 0.6, y + 1.05, "the gradient reaches $\\mu$ and $\\sigma$", color=GRADIENT)
         else:
             # The gradient arrives at z and has nowhere to go: a stub that ends in a cross.
