@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from vaelib.errors import first_line
+from vaelib.losses import bernoulli_nll, gaussian_kl
 
 LN2 = math.log(2)
 
@@ -106,8 +107,9 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _call(fn: Callable, *args, seed: int = 0, hint: Callable[[Exception], str | None] | None = None):
-    """Call the learner's function with a fixed global seed; the stub and ``None`` mean "not done"."""
+def _call(fn: Callable, *args, seed: int = 0, hints: dict[str, str] | None = None):
+    """Call the learner's function with a fixed global seed; the stub and ``None`` mean "not done".
+    ``hints`` maps a fragment of an error message to what the learner should change."""
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -115,8 +117,8 @@ def _call(fn: Callable, *args, seed: int = 0, hint: Callable[[Exception], str | 
     except NotImplementedError:
         raise _Todo from None
     except Exception as e:
-        raise _Wrong((hint(e) if hint else None)
-                     or f"your function raised {type(e).__name__}: {first_line(e)}") from None
+        hint = next((h for fragment, h in (hints or {}).items() if fragment in str(e)), None)
+        raise _Wrong(hint or f"your function raised {type(e).__name__}: {first_line(e)}") from None
     if out is None:
         raise _Todo
     return out
@@ -195,14 +197,13 @@ def _fmt(values: torch.Tensor) -> str:
 # --- chapter 1: the reconstruction loss ----------------------------------------------------------
 
 def _recon_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    return bernoulli_nll(logits, x)
 
 
-def _probabilities_hint(e: Exception) -> str | None:
-    if "between 0 and 1" in str(e):
-        return ("F.binary_cross_entropy expects probabilities, but the decoder gives logits (any real "
-                "number). Use F.binary_cross_entropy_with_logits, which takes the logits directly.")
-    return None
+_PROBABILITIES_HINT = {
+    "between 0 and 1": "F.binary_cross_entropy expects probabilities, but the decoder gives logits (any "
+                       "real number). Use F.binary_cross_entropy_with_logits, which takes the logits directly.",
+}
 
 
 @_exercise("ch1_recon_nll", "recon_nll", _recon_nll)
@@ -211,7 +212,7 @@ def _check_recon_nll(fn):
     logits = (2 * torch.randn(6, 1, 28, 28, generator=g)).clamp(-6, 6)
     x = torch.rand(6, 1, 28, 28, generator=g)
     pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    out = _per_example(_call(fn, logits.clone(), x.clone(), hint=_probabilities_hint), pixel, "pixels")
+    out = _per_example(_call(fn, logits.clone(), x.clone(), hints=_PROBABILITIES_HINT), pixel, "pixels")
     ref = pixel.flatten(1).sum(1)
     if not _close(out, ref):
         p = torch.sigmoid(logits)
@@ -240,7 +241,7 @@ def _check_recon_nll(fn):
     logits[:, 0, 1, :10], x[:, 0, 1, :10] = -40.0, 0.0
     logits[:, 0, 2, :5], x[:, 0, 2, :5] = 40.0, 0.0
     pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    out = _per_example(_call(fn, logits.clone(), x.clone(), hint=_probabilities_hint), pixel, "pixels")
+    out = _per_example(_call(fn, logits.clone(), x.clone(), hints=_PROBABILITIES_HINT), pixel, "pixels")
     ref = pixel.flatten(1).sum(1)
     if not torch.isfinite(out).all():
         raise _Wrong("right for ordinary logits, but infinite or nan when the decoder is confident (a "
@@ -576,10 +577,9 @@ def _noise_to_spread(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return torch.exp(0.5 * logvar).median(0).values / mu.std(0)
 
 
-def _median_hint(e: Exception) -> str | None:
-    if "return_types" in str(e):
-        return ("tensor.median(0) returns a pair (values, indices); use tensor.median(0).values.")
-    return None
+_MEDIAN_HINT = {
+    "return_types": "tensor.median(0) returns a pair (values, indices); use tensor.median(0).values.",
+}
 
 
 @_exercise("ch4_noise_to_spread", "noise_to_spread", _noise_to_spread)
@@ -587,7 +587,7 @@ def _check_noise_to_spread(fn):
     g = _gen(7)
     mu = torch.randn(400, 5, generator=g) * torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0]) + 3.0
     logvar = 2 * (torch.tensor([-3.0, -2.0, -1.5, -1.0, 0.0]) + torch.randn(400, 5, generator=g))
-    out = _tensor(_call(fn, mu.clone(), logvar.clone(), hint=_median_hint))
+    out = _tensor(_call(fn, mu.clone(), logvar.clone(), hints=_MEDIAN_HINT))
     if out.shape != (5,):
         if out.shape == (400,):
             raise _Wrong("you returned one value per image; the ratio is per latent dimension: take the "
@@ -619,7 +619,7 @@ def _check_noise_to_spread(fn):
 # --- chapter 5: the KL term ----------------------------------------------------------------------
 
 def _kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mu.pow(2) + torch.exp(logvar) - 1 - logvar).sum(1)
+    return gaussian_kl(mu, logvar)
 
 
 @_exercise("ch5_kl", "kl_to_standard_normal", _kl_to_standard_normal)
@@ -717,22 +717,18 @@ _TOY = [  # f, its derivative, the exact d/dmu and d/dsigma of E[f(z)] for z ~ N
 _MU, _SIGMA, _N_DRAWS = 1.5, 0.5, 100_000
 
 
-def _no_graph_hint(e: Exception) -> str | None:
-    if "does not require grad" in str(e):
-        return ("no gradient reached mu or sigma: build z = mu + sigma * eps from the tensors you were "
-                "given, and differentiate the mean of f(z) with torch.autograd.grad(..., [mu, sigma]) "
-                "(.sample(), .detach(), .item() or torch.no_grad() cut the path).")
-    if "not have been used in the graph" in str(e):
-        return ("one of mu and sigma was not used to compute f(z): z must depend on both, "
-                "z = mu + sigma * eps.")
-    return None
+_NO_GRAPH_HINT = {
+    "does not require grad": "no gradient reached mu or sigma: build z = mu + sigma * eps from the tensors "
+                             "you were given, and differentiate the mean of f(z) with torch.autograd.grad(..., "
+                             "[mu, sigma]) (.sample(), .detach(), .item() or torch.no_grad() cut the path).",
+    "not have been used in the graph": "one of mu and sigma was not used to compute f(z): z must depend on "
+                                       "both, z = mu + sigma * eps.",
+}
 
-
-def _no_autograd_hint(e: Exception) -> str | None:
-    if "does not require grad" in str(e):
-        return ("the score-function estimator needs no autograd: it only evaluates f(z). Average "
-                "f(z) * (z - mu) / sigma**2 over the draws.")
-    return None
+_NO_AUTOGRAD_HINT = {
+    "does not require grad": "the score-function estimator needs no autograd: it only evaluates f(z). "
+                             "Average f(z) * (z - mu) / sigma**2 over the draws.",
+}
 
 
 @_exercise("ch6_score_function", "score_function_gradient", _score_function_gradient)
@@ -742,7 +738,7 @@ def _check_score_function(fn):
     z = mu + sigma * eps
     estimates = []
     for label, f, df, exact in _TOY:
-        out = _number(_call(fn, f, mu.clone(), sigma.clone(), eps.clone(), hint=_no_autograd_hint),
+        out = _number(_call(fn, f, mu.clone(), sigma.clone(), eps.clone(), hints=_NO_AUTOGRAD_HINT),
                       "score_function_gradient")
         terms = f(z) * (z - mu) / sigma**2
         ref, se = terms.mean().item(), terms.std().item() / math.sqrt(_N_DRAWS)
@@ -790,7 +786,7 @@ def _check_reparam_gradient(fn):
     for label, f, df, exact in toys:
         mu = torch.tensor(_MU, dtype=torch.float64, requires_grad=True)
         sigma = torch.tensor(_SIGMA, dtype=torch.float64, requires_grad=True)
-        out = _call(fn, f, mu, sigma, eps.clone(), hint=_no_graph_hint)
+        out = _call(fn, f, mu, sigma, eps.clone(), hints=_NO_GRAPH_HINT)
         if isinstance(out, (tuple, list)) and len(out) == 2:
             out = torch.stack([torch.as_tensor(o, dtype=torch.float64).reshape(()) for o in out])
         out = _tensor(out, "reparam_gradient").reshape(-1)
