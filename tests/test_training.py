@@ -17,7 +17,7 @@ from vaelib.errors import DataError, TrainingDiverged
 from vaelib.evaluation import evaluate
 from vaelib.losses import bernoulli_nll, gaussian_kl_per_dim
 from vaelib.models import ModelConfig, build_model
-from vaelib.training import TrainConfig, fit, seed_everything
+from vaelib.training import WARMUP_FRACTION, TrainConfig, fit, learning_rate, seed_everything
 
 # --- fit ------------------------------------------------------------------------------------------
 
@@ -151,29 +151,79 @@ def test_train_config_validation_and_round_trip(tiny_config):
     keys = {cfg.key(), cfg.key("other data")}
     for change in (dict(epochs=4), dict(beta=0.5), dict(lr=2e-3), dict(seed=1), dict(n_train=None),
                    dict(batch_size=64), dict(binarize="dynamic"), dict(dataset="mnist"),
-                   dict(model=dataclasses.replace(tiny_config, latent_dim=5))):
+                   dict(schedule="cosine"), dict(model=dataclasses.replace(tiny_config, latent_dim=5))):
         keys.add(dataclasses.replace(cfg, **change).key())
-    assert len(keys) == 11
+    assert len(keys) == 12
+    with pytest.raises(ValueError, match="schedule must be one of constant, cosine"):
+        TrainConfig(schedule="linear")
+    # A checkpoint written before schedules existed trained at a constant rate, and still loads as such.
+    old = {k: v for k, v in cfg.to_dict().items() if k != "schedule"}
+    assert TrainConfig.from_dict(old).schedule == "constant"
+
+
+# --- the learning-rate schedule -------------------------------------------------------------------
+
+def test_the_cosine_schedule_warms_up_peaks_and_decays_to_zero():
+    cfg = TrainConfig(lr=4e-3, schedule="cosine")
+    total = 1000
+    warmup = round(WARMUP_FRACTION * total)
+    rates = [learning_rate(cfg, step, total) for step in range(total)]
+    assert rates[0] == pytest.approx(4e-3 / warmup)  # the first step is small, not zero
+    assert all(a < b for a, b in zip(rates[:warmup], rates[1:warmup]))  # a linear warm-up ...
+    assert rates[warmup - 1] == pytest.approx(4e-3)  # ... to the peak
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1:]))  # then never rises
+    middle = warmup + (total - warmup) // 2
+    assert rates[middle - 1] == pytest.approx(2e-3, rel=1e-2)  # half-way down at half-way
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12) and rates[-2] > 0
+    assert [learning_rate(TrainConfig(lr=4e-3), s, total) for s in (0, 500, 999)] == [4e-3] * 3
+    assert learning_rate(cfg, 0, 1) == pytest.approx(4e-3)  # one step: warm-up and peak at once
+
+
+def test_fit_follows_the_schedule_step_by_step(mnist_small, tiny_config, monkeypatch):
+    import vaelib.training as vtraining
+    made, seen = [], []
+    real = vtraining.make_optimizer
+    monkeypatch.setattr(vtraining, "make_optimizer", lambda model, lr: made.append(real(model, lr)) or made[-1])
+
+    class Record(OnEpoch):
+        def on_batch_end(self):
+            seen.append(made[0].param_groups[0]["lr"])
+
+    train(tiny_config, mnist_small, epochs=3, schedule="cosine", lr=2e-3, callbacks=[Record(lambda *a: None)])
+    steps = 3 * -(-len(mnist_small) // 64)
+    cfg = TrainConfig(model=tiny_config, epochs=3, batch_size=64, lr=2e-3, schedule="cosine")
+    assert seen == [learning_rate(cfg, step, steps) for step in range(steps)]
+    assert max(seen) == pytest.approx(2e-3) and seen[-1] == 0.0
 
 
 # --- resuming -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("binarize", [None, "dynamic"])
+@pytest.mark.parametrize("binarize, schedule", [(None, "constant"), ("dynamic", "constant"),
+                                                (None, "cosine")])
 def test_resume_gives_the_same_history_as_a_straight_run(tmp_path, mnist_small, tiny_config,
-                                                         binarize):
-    straight_model, straight = train(tiny_config, mnist_small, epochs=4, binarize=binarize)
+                                                         binarize, schedule):
+    straight_model, straight = train(tiny_config, mnist_small, epochs=4, binarize=binarize,
+                                     schedule=schedule)
 
     path = tmp_path / "half.pt"
-    train(tiny_config, mnist_small, epochs=2, binarize=binarize, checkpoint=path)
+    # The first half of a 4-epoch run: interrupted after epoch 2 (the schedule is the 4-epoch one).
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, mnist_small, epochs=4, binarize=binarize, schedule=schedule, checkpoint=path,
+              callbacks=[OnEpoch(lambda epoch, history: _stop_after(epoch, 2))])
     model, ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 2
     torch.manual_seed(999)  # whatever happened in between must not matter
     resumed = fit(model, mnist_small, epochs=4, batch_size=64, seed=0, binarize=binarize,
-                  progress=False, device="cpu", resume=ckpt, checkpoint=path)
+                  schedule=schedule, progress=False, device="cpu", resume=ckpt, checkpoint=path)
     assert len(resumed["loss"]) == 4
     assert maths(resumed) == maths(straight)
     assert same_weights(model, straight_model)
     assert load_checkpoint(path)[1]["epoch"] == 4
+
+
+def _stop_after(epoch, last):
+    if epoch == last:
+        raise KeyboardInterrupt
 
 
 # --- divergence -----------------------------------------------------------------------------------
@@ -286,3 +336,46 @@ def test_fit_rejects_a_config_for_another_model_and_unknown_settings(mnist_small
         fit(model, mnist_small, other, progress=False)
     with pytest.raises(TypeError, match="unknown settings.*'learning_rate'"):
         fit(model, mnist_small, learning_rate=1e-3, progress=False)
+
+
+def test_the_training_loop_reads_nothing_back_from_the_device_per_step(mnist_small, tiny_config,
+                                                                         monkeypatch):
+    """The divergence check reads its flag once per epoch, not per step: ``Tensor.item`` and ``bool``
+    of a device tensor are what force a host sync on a GPU. Four times the steps, the same reads."""
+    reads = {"n": 0}
+    for name in ("item", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, _real=real: reads.__setitem__("n", reads["n"] + 1) or _real(self))
+    counts = []
+    for batch_size in (64, 16):
+        reads["n"] = 0
+        seed_everything(0)
+        fit(build_model(tiny_config), mnist_small, epochs=2, batch_size=batch_size, progress=False, device="cpu")
+        counts.append(reads["n"])
+    assert counts[0] == counts[1], counts
+
+
+def test_without_a_fused_optimizer_a_nan_loss_is_caught_per_step(tmp_path, mnist_small, tiny_config,
+                                                                 monkeypatch):
+    import vaelib.training as vtraining
+    monkeypatch.setattr(vtraining, "make_optimizer",
+                        lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr))
+    real = vlosses.bernoulli_nll
+    calls = {"n": 0}
+    first_of_epoch_two = -(-len(mnist_small) // 64) + 1
+
+    def nan_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        recon = real(*args, **kwargs)
+        return recon * float("nan") if calls["n"] == first_of_epoch_two else recon
+
+    monkeypatch.setattr(vlosses, "bernoulli_nll", nan_in_epoch_two)
+    path = tmp_path / "run.pt"
+    seed_everything(0)
+    model = build_model(tiny_config)
+    with pytest.raises(TrainingDiverged, match="(?i)nan.*lower learning rate"):
+        fit(model, mnist_small, epochs=3, batch_size=64, progress=False, device="cpu", checkpoint=path)
+    kept, ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 1 and calls["n"] == first_of_epoch_two  # stopped at the bad batch itself
+    assert same_weights(model, kept)

@@ -1,9 +1,9 @@
 """Training: seeding, the device, the training recipe and ``fit`` (chapter 1 on).
 
 ``fit`` is chapter 6's loop (sample a batch, compute the loss terms, step Adam) plus bookkeeping: a
-per-epoch history of the terms of the objective, a divergence check, and callbacks for the progress
-bar and checkpoints (:mod:`vaelib.callbacks`). A NaN or infinite loss stops training at once, before any
-weight is touched, and the last good checkpoint is kept.
+learning-rate schedule, a per-epoch history of the terms of the objective, a divergence check, and
+callbacks for the progress bar and checkpoints (:mod:`vaelib.callbacks`). A NaN or infinite loss stops
+training before any weight is touched, and the last good checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from vaelib.errors import DeviceError, TrainingDiverged
 from vaelib.losses import check_beta
 from vaelib.models import Model, ModelConfig
 
+SCHEDULES = ("constant", "cosine")
+WARMUP_FRACTION = 0.05  # of all steps, for the "cosine" schedule
 HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim", "seconds", "samples_per_s")
 
 
@@ -62,7 +64,10 @@ class TrainConfig:
     """A full training recipe, saved in every checkpoint. Its :meth:`key` names a cached model.
 
     ``dataset`` is the name of the data trained on, or ``None`` when ``fit`` was given bare images and
-    cannot know; ``n_train`` trains on a fixed random subset of that many images.
+    cannot know; ``n_train`` trains on a fixed random subset of that many images. ``schedule`` is
+    ``"constant"`` (Adam at ``lr`` throughout) or ``"cosine"`` (a linear warm-up to ``lr`` over the
+    first ``WARMUP_FRACTION`` of the steps, then a cosine decay to 0 at the last step): see
+    :func:`learning_rate`.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -74,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     n_train: int | None = None
     binarize: str | None = None
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
@@ -89,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"n_train must be a positive integer, got {self.n_train!r}")
         if self.binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {self.binarize!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "model": self.model.to_dict()}
@@ -113,6 +121,23 @@ def epoch_generators(seed: int, epoch: int, device: torch.device | str = "cpu"
     a straight one would."""
     base = seed * 100_003 + epoch
     return torch.Generator().manual_seed(base), torch.Generator(device).manual_seed(base + 50_000)
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of ``total_steps``.
+
+    ``"constant"``: ``config.lr``. ``"cosine"``: a linear warm-up from ``lr / warm-up steps`` to ``lr``
+    over the first ``WARMUP_FRACTION`` of the steps (at least one), then ``lr`` times a half cosine
+    from 1 down to 0 at the last step. A function of the step alone, so a resumed run follows the
+    schedule exactly where a straight one would.
+    """
+    if config.schedule == "constant":
+        return config.lr
+    warmup = max(1, round(WARMUP_FRACTION * total_steps))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup + 1) / max(1, total_steps - warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -155,21 +180,42 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     for cb in callbacks:
         cb.on_fit_start(model, start + 1, config.epochs, math.ceil(len(images) / config.batch_size))
     model.train()
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    # Divergence check without a per-step host sync: ``bad`` becomes 1 on the device at the first
+    # non-finite loss, and the fused Adam kernel skips every update from then on (``found_inf``, the
+    # mechanism of mixed-precision loss scaling). The flag is read once per epoch. Without a fused
+    # kernel the loss is checked on the host at every step instead.
+    bad = torch.zeros((), device=device)
+    sync_free = bool(optimizer.defaults.get("fused"))
+    if sync_free:
+        optimizer.found_inf = bad
     try:
         for epoch in range(start + 1, config.epochs + 1):
             order, noise = epoch_generators(config.seed, epoch, device)
             tally, t0 = _Tally(model.config.latent_dim, device), time.perf_counter()
+            step = (epoch - 1) * steps_per_epoch
             for x in batches(images, config.batch_size, generator=order, binarize=config.binarize,
                              noise=noise):
                 terms = model.loss_terms(x, config.beta, generator=noise, validate=False)
                 loss = terms.loss.mean()
-                _check_finite(loss, epoch, config.lr)
+                if sync_free:
+                    bad.masked_fill_(~torch.isfinite(loss.detach()), 1.0)
+                else:
+                    _check_finite(loss, epoch, config.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, step, total_steps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 tally.add(terms)
+                step += 1
                 for cb in callbacks:
                     cb.on_batch_end()
+            if sync_free and bad.item():
+                raise TrainingDiverged(f"the loss became NaN or infinite in epoch {epoch}; training stopped "
+                                       "before the weights were touched. Try a lower learning rate (e.g. "
+                                       f"--lr {config.lr / 10:g})")
             _check_weights(model, epoch, config.lr)
             tally.record(history, len(images), time.perf_counter() - t0)
             for cb in callbacks:
@@ -178,6 +224,8 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
         for cb in callbacks:
             cb.on_fit_end()
         model.eval()
+        if sync_free:
+            del optimizer.found_inf
     return history
 
 
