@@ -149,17 +149,25 @@ def test_a_signal_during_a_save_finishes_it_then_stops_with_a_resume_hint(tmp_pa
 
 # --- resuming ----------------------------------------------------------------------------------------
 
-def test_resume_applies_a_new_learning_rate(base, tmp_path):
+def test_resume_applies_a_new_learning_rate(tmp_path):
     copy = tmp_path / "lr.pt"
-    copy.write_bytes(base.read_bytes())
+    proc = run_cli("train", "--epochs", "1", "--out", str(copy), "--schedule", "constant", *SMALL)
+    assert proc.returncode == 0, proc.stderr
     proc = run_cli("train", "--resume", str(copy), "--epochs", "2", "--lr", "0.0001", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     _, ckpt = load_checkpoint(copy)
-    assert ckpt["train_config"]["lr"] == 0.0001
+    assert ckpt["train_config"]["lr"] == 0.0001 and ckpt["train_config"]["schedule"] == "constant"
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [0.0001]
 
 
+def test_a_new_run_follows_the_cosine_schedule_by_default(base):
+    _, ckpt = load_checkpoint(base)
+    assert ckpt["train_config"]["schedule"] == "cosine" and ckpt["train_config"]["lr"] == 0.005
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [0.0]  # decayed to 0 at the last step
+
+
 @pytest.mark.parametrize("flag, value", [("--beta", "0.5"), ("--batch-size", "32"), ("--seed", "3"),
+                                         ("--schedule", "constant"),
                                          ("--latent-dim", "5"), ("--hidden", "64"), ("--n-train", "100"),
                                          ("--dataset", "fashion-mnist"), ("--arch", "conv")])
 def test_resume_refuses_a_setting_it_cannot_change(base, flag, value):

@@ -16,6 +16,7 @@ from pathlib import Path
 from vaelib.data import DATASETS
 from vaelib.errors import TrainingDiverged, VaelibError
 from vaelib.models import ARCHS, KINDS
+from vaelib.training import SCHEDULES
 
 USAGE, RUNTIME = 2, 1
 
@@ -90,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beta", type=_number(0, strict=False), default=None, help="default: 1")
     t.add_argument("--epochs", type=_int(1, 100_000), default=None,
                    help="epochs in total (default 10, or the resumed run's own)")
-    t.add_argument("--lr", type=_number(0, strict=True), default=None, help="default: 0.001")
+    t.add_argument("--lr", type=_number(0, strict=True), default=None,
+                   help="the learning rate (the peak of a cosine schedule); default: 0.005")
+    t.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="cosine (default): warm up, then decay to 0 at the last epoch; or constant")
     t.add_argument("--batch-size", type=_int(1, 65_536), default=None, help="default: 128")
     t.add_argument("--n-train", type=_positive_int, default=None,
                    help="train on a fixed random subset of this many images")
@@ -129,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The settings a new run takes from the command line, with their defaults; a resumed run keeps its own.
-NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": 1e-3, "batch_size": 128,
-           "seed": 0, "n_train": None}
+NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": 5e-3, "batch_size": 128,
+           "seed": 0, "n_train": None, "schedule": "cosine"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -160,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
                               hidden=tuple(given["hidden"])),
             dataset=args.dataset or book.dataset_name(), epochs=args.epochs or 10,
             batch_size=given["batch_size"], lr=given["lr"], beta=given["beta"], seed=given["seed"],
-            n_train=given["n_train"])
+            n_train=given["n_train"], schedule=given["schedule"])
         out = args.out or Path(f"{config.model.kind}-{config.dataset}.pt")
         seed_everything(config.seed)
         model = build_model(config.model)
@@ -214,7 +218,8 @@ def _resumed_config(args: argparse.Namespace, config):
     """The checkpoint's recipe with the changes a resumed run may make; any other change is refused."""
     fixed = {"arch": config.model.arch, "latent_dim": config.model.latent_dim,
              "hidden": list(config.model.hidden), "dataset": config.dataset, "beta": config.beta,
-             "batch_size": config.batch_size, "n_train": config.n_train, "seed": config.seed}
+             "batch_size": config.batch_size, "n_train": config.n_train, "seed": config.seed,
+             "schedule": config.schedule}
     for name, kept in fixed.items():
         asked = getattr(args, name)
         if asked is not None and asked != kept:
