@@ -3,15 +3,21 @@
     python benchmarks/chapters.py                       # quick and reader mode, cold model cache
     python benchmarks/chapters.py --mode quick --dataset mnist
     python benchmarks/chapters.py --json results.json
+    python benchmarks/chapters.py --dataset fashion-mnist --baseline bdfdfcb   # beside an older revision
 
 Each notebook runs in its own process (nbclient, a fresh ``python3`` kernel); the peak resident memory
 is the kernel's (``ru_maxrss`` of the finished child). "Cold" means an empty model cache in a fresh
 ``$VAELIB_DATA`` folder, shared by the chapters of one mode in book order, as a reader would have it.
+
+``--baseline REV`` first runs, in reader mode, the chapters of git revision ``REV`` (the book and its
+``vaelib``, checked out in a temporary worktree) the same way, so that an old recipe and the current one
+are measured in one run on one machine; its rows carry ``"recipe": "baseline"`` and the revision.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -34,36 +40,52 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
 """
 
 
-def chapters() -> list[Path]:
-    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+def chapters(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_mode(mode: str, dataset: str | None) -> list[dict]:
+@contextlib.contextmanager
+def checkout(revision: str):
+    """The repository at ``revision``, in a temporary git worktree."""
+    with tempfile.TemporaryDirectory(prefix="vaelib-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
+                       check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+def run_mode(mode: str, dataset: str | None, root: Path = ROOT, recipe: dict | None = None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="vaelib-bench-") as cache:
         env = {**os.environ, "VAELIB_DATA": cache, "VAELIB_QUICK": "1" if mode == "quick" else "0",
                "TQDM_DISABLE": "1"}
+        if root != ROOT:  # the kernels import that revision's vaelib, ahead of the installed one
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         if dataset:
             env["VAELIB_DATASET"] = dataset
         name = env.get("VAELIB_DATASET", "mnist")
-        for nb in chapters():
+        for nb in chapters(root):
             proc = subprocess.run([sys.executable, "-c", RUN_ONE, str(nb), str(nb.parent)], env=env,
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name,
+                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name, **(recipe or {}),
                              "error": tail[0][:200]})
             else:
-                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name,
+                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name, **(recipe or {}),
                              **json.loads(proc.stdout.strip().splitlines()[-1])})
             print(_row(rows[-1]), flush=True)
     return rows
 
 
 def _row(r: dict) -> str:
+    mode = r["mode"] + (f" ({r['revision']})" if r.get("recipe") == "baseline" else "")
     if "error" in r:
-        return f"| {r['chapter']} | {r['mode']} | failed: {r['error']} | |"
-    return f"| {r['chapter']} | {r['mode']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |"
+        return f"| {r['chapter']} | {mode} | failed: {r['error']} | |"
+    return f"| {r['chapter']} | {mode} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |"
 
 
 def main() -> int:
@@ -71,18 +93,28 @@ def main() -> int:
     parser.add_argument("--mode", choices=["quick", "reader", "both"], default="both")
     parser.add_argument("--dataset", default=None, help="sets VAELIB_DATASET for the kernels")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="first run the chapters of this git revision, for comparison")
     args = parser.parse_args()
     modes = ["quick", "reader"] if args.mode == "both" else [args.mode]
     print(f"dataset: {args.dataset or os.environ.get('VAELIB_DATASET', 'mnist')}, "
           f"{os.cpu_count()} CPUs\n")
     print("| chapter | mode | wall time (s) | peak kernel memory (MB) |")
     print("| --- | --- | ---: | ---: |")
-    rows = [r for mode in modes for r in run_mode(mode, args.dataset)]
-    for mode in modes:
-        done = [r for r in rows if r["mode"] == mode and "error" not in r]
-        if done:
-            print(f"| **all chapters** | {mode} | {sum(r['seconds'] for r in done):.1f} | "
-                  f"{max(r['peak_mb'] for r in done):.0f} |")
+    rows = []
+    if args.baseline:
+        revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        with checkout(revision) as tree:
+            rows += [r for mode in modes if mode == "reader"  # quick mode's recipe is a test setting
+                     for r in run_mode(mode, args.dataset, tree, {"recipe": "baseline", "revision": revision})]
+    rows += [r for mode in modes for r in run_mode(mode, args.dataset)]
+    for recipe in ["baseline", None] if args.baseline else [None]:
+        for mode in modes:
+            done = [r for r in rows if r["mode"] == mode and r.get("recipe") == recipe and "error" not in r]
+            if done:
+                print(f"| **all chapters** | {mode}{' (baseline)' if recipe else ''} | "
+                      f"{sum(r['seconds'] for r in done):.1f} | {max(r['peak_mb'] for r in done):.0f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 1 if any("error" in r for r in rows) else 0
