@@ -173,10 +173,48 @@ def test_quick_mode_shrinks_the_recipe(monkeypatch):
     reader = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
     monkeypatch.setenv("VAELIB_QUICK", "1")
     quick = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
-    assert (reader.epochs, reader.n_train) == (vbook.BOOK_EPOCHS, None)
+    assert (reader.epochs, reader.n_train) == (vbook.BOOK_MODELS["vae-20d"]["epochs"], None)
+    assert (reader.schedule, reader.lr, reader.batch_size) == ("cosine", vbook.BOOK_LR, vbook.BOOK_BATCH_SIZE)
     assert (quick.epochs, quick.n_train) == (vbook.QUICK_EPOCHS, vbook.QUICK_N_TRAIN)
-    assert dataclasses.replace(quick, epochs=reader.epochs, n_train=None) == reader
+    assert (quick.schedule, quick.lr) == (vbook.QUICK_SCHEDULE, vbook.QUICK_LR)
+    assert dataclasses.replace(quick, epochs=reader.epochs, n_train=None, schedule=reader.schedule,
+                               lr=reader.lr) == reader
     assert vbook.config(**vbook.BOOK_MODELS["vae-2d-nokl"]).beta == 0.0
+    assert vbook.config(**vbook.BOOK_MODELS["vae-20d"], lr=2e-3, schedule="constant").lr == 2e-3
+
+
+def test_the_book_epochs_of_each_model_are_the_fewest_the_benchmark_found_good_enough():
+    """Each model's reader-mode epochs are justified by benchmarks/results/time_to_quality.json: the
+    run of that length reached the old recipe's test score to within 1 nat, and no shorter one did."""
+    import json
+    from pathlib import Path
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                          / "time_to_quality.json").read_text())
+    for name, spec in vbook.BOOK_MODELS.items():
+        measured = results["models"][name]
+        assert measured["book_epochs"] == spec["epochs"], name
+        old, *candidates = measured["runs"]
+        assert old["schedule"] == "constant" and measured["target"] == pytest.approx(old["score"] - 1)
+        assert all((c["schedule"], c["lr"], c["batch_size"]) == ("cosine", vbook.BOOK_LR, vbook.BOOK_BATCH_SIZE)
+                   for c in candidates), name
+        good = sorted(c["epochs"] for c in candidates if c["score"] >= measured["target"])
+        assert good and good[0] == spec["epochs"], (name, good)
+
+
+def test_the_offline_subset_keeps_the_constant_recipe(tmp_path, mnist, tiny_config, monkeypatch):
+    """On the 5,000-digit offline subset a config with the book's schedule trains at a constant rate."""
+    assert vbook.is_offline_subset(mnist)
+    fit_calls, real = [], vbook.fit
+    monkeypatch.setattr(vbook, "fit", lambda model, data, config, **kw: fit_calls.append(config)
+                        or real(model, data, config, **kw))
+    cfg = dataclasses.replace(_config(tiny_config, epochs=1, n_train=64), schedule=vbook.BOOK_SCHEDULE,
+                              lr=vbook.BOOK_LR)
+    vbook.train_or_load(cfg, mnist, cache=tmp_path, progress=False)
+    trained = fit_calls[-1]
+    assert (trained.schedule, trained.lr) == (vbook.QUICK_SCHEDULE, vbook.QUICK_LR)
+    own = dataclasses.replace(cfg, lr=2e-3)  # a recipe of the caller's own is left alone
+    vbook.train_or_load(own, mnist, cache=tmp_path, progress=False)
+    assert (fit_calls[-1].schedule, fit_calls[-1].lr) == ("cosine", 2e-3)
 
 
 def test_an_unknown_book_model_lists_the_known_ones():
