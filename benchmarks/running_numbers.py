@@ -128,6 +128,7 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
     titles = chapter_titles()
     by_mode = {m: [r for r in rows if r["mode"] == m] for m in MODES}
     slowest = max(by_mode["reader"], key=lambda r: r["seconds"])
+    reader_s, baseline_s = sum(r["seconds"] for r in by_mode["reader"]), sum(r["seconds"] for r in baseline)
     datasets = {r.get("dataset", "mnist") for r in rows}
     names = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
     readme = "benchmarks/README.md"
@@ -137,7 +138,7 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
         "run_machine": bench["machine"],
         "run_dataset": " and ".join(names.get(d, d) for d in sorted(datasets)),
         "run_table": chapter_table(rows, titles),
-        "run_reader_total_min": f"{sum(r['seconds'] for r in by_mode['reader']) / 60:.0f}",
+        "run_reader_total_min": f"{reader_s / 60:.0f}",
         "run_reader_slowest_s": f"{slowest['seconds']:.0f}",
         "run_reader_slowest": f"[{titles.get(slowest['chapter'], slowest['chapter'])}]({slowest['chapter']}.ipynb)",
         "run_quick_total_s": f"{sum(r['seconds'] for r in by_mode['quick']):.0f}",
@@ -148,13 +149,13 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
         "run_build_rebuild_s": f"{build['reader_book_rebuild_s']:.0f}",
         "run_build_vaelib_edit_s": f"{build['reader_book_after_vaelib_edit_s']:.0f}",
         "run_benchmarks_readme": readme,
-        "run_reader_total_s": f"{sum(r['seconds'] for r in by_mode['reader']):.0f}",
+        "run_reader_total_s": f"{reader_s:.0f}",
         "run_baseline_table": chapters_against_baseline(rows, baseline, titles),
-        "run_baseline_total_s": f"{sum(r['seconds'] for r in baseline):.0f}",
+        "run_baseline_total_s": f"{baseline_s:.0f}",
         "run_baseline_slowest_s": f"{max(r['seconds'] for r in baseline):.0f}",
         "run_baseline_revision": baseline[0]["revision"],
         "run_budget_chapter_s": f"{CHAPTER_BUDGET_S}",
-        "run_reader_share": f"{sum(r['seconds'] for r in by_mode['reader']) / sum(r['seconds'] for r in baseline):.0%}",
+        "run_reader_share": f"{reader_s / baseline_s:.0%}",
         "run_recipe_table": recipe_table(ttq),
         "run_recipe_lr": f"{new['lr']:g}",
         "run_recipe_batch": f"{new['batch_size']}",

@@ -177,11 +177,11 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
         history, start = {**{k: [] for k in HISTORY_KEYS}, **resume["history"]}, resume["epoch"]
     callbacks = [*([ProgressBar(type(model).__name__ + " epoch")] if progress else []),
                  *([SaveCheckpoint(checkpoint, config)] if checkpoint is not None else []), *callbacks]
-    for cb in callbacks:
-        cb.on_fit_start(model, start + 1, config.epochs, math.ceil(len(images) / config.batch_size))
-    model.train()
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
+    for cb in callbacks:
+        cb.on_fit_start(model, start + 1, config.epochs, steps_per_epoch)
+    model.train()
     # Divergence check without a per-step host sync: ``bad`` becomes 1 on the device at the first
     # non-finite loss, and the fused Adam kernel skips every update from then on (``found_inf``, the
     # mechanism of mixed-precision loss scaling). The flag is read once per epoch. Without a fused
@@ -213,9 +213,7 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
                 for cb in callbacks:
                     cb.on_batch_end()
             if sync_free and bad.item():
-                raise TrainingDiverged(f"the loss became NaN or infinite in epoch {epoch}; training stopped "
-                                       "before the weights were touched. Try a lower learning rate (e.g. "
-                                       f"--lr {config.lr / 10:g})")
+                raise _diverged("NaN or infinite", epoch, config.lr)
             _check_weights(model, epoch, config.lr)
             tally.record(history, len(images), time.perf_counter() - t0)
             for cb in callbacks:
@@ -268,10 +266,14 @@ class _Tally:
             history[key].append(value)
 
 
+def _diverged(loss: str, epoch: int, lr: float) -> TrainingDiverged:
+    return TrainingDiverged(f"the loss became {loss} in epoch {epoch}; training stopped before the weights "
+                            f"were touched. Try a lower learning rate (e.g. --lr {lr / 10:g})")
+
+
 def _check_finite(loss: torch.Tensor, epoch: int, lr: float) -> None:
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"the loss became {loss.item()} in epoch {epoch}; training stopped before "
-                               f"the weights were touched. Try a lower learning rate (e.g. --lr {lr / 10:g})")
+        raise _diverged(str(loss.item()), epoch, lr)
 
 
 def _check_weights(model: Model, epoch: int, lr: float) -> None:
