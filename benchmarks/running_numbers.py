@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from vaelib import book
 from vaelib.training import WARMUP_FRACTION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,18 +92,37 @@ def recipe_table(ttq: dict) -> str:
              "epochs | training time | test score | change in score |",
              "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, m in ttq["models"].items():
-        old, new = _old_and_book(m)
+        old, new = _old_and_book(name, m)
         lines.append(f"| `{name}` | {old['epochs']} | {old['seconds']:.0f} s | {old['seconds_to_target']:.0f} s | "
                      f"{old['score']:.1f} | {new['epochs']} | {new['seconds']:.0f} s | {new['score']:.1f} | "
                      f"{new['score'] - old['score']:+.1f} |")
     return "\n".join(lines)
 
 
-def _old_and_book(m: dict) -> tuple[dict, dict]:
-    """A model's run under the old recipe, and its candidate run of the book's epochs."""
-    old = m["runs"][0]
-    new = next(r for r in m["runs"][1:] if r["epochs"] == m["book_epochs"])
-    return old, new
+def _old_and_book(name: str, m: dict) -> tuple[dict, dict]:
+    """A model's run under the old recipe, and its candidate run of the book's recipe (``vaelib.book``)."""
+    book_run = (book.BOOK_MODELS[name]["epochs"], book.BOOK_LR, book.BOOK_BATCH_SIZE)
+    new = [r for r in m["runs"][1:] if (r["epochs"], r["lr"], r["batch_size"]) == book_run]
+    if not new:
+        raise ClaimError(f"running_numbers: time_to_quality.json has no run of {name} with the book's recipe "
+                         f"(epochs, peak rate, batch) = {book_run}; benchmarks/README.md says how to measure it")
+    return m["runs"][0], new[0]
+
+
+def _fewest_epochs(m: dict, lr: float) -> float:
+    """The fewest candidate epochs at peak rate ``lr`` (book batch size) that reached the target, or inf."""
+    return min((r["epochs"] for r in m["runs"][1:] if r["lr"] == lr and r["batch_size"] == book.BOOK_BATCH_SIZE
+                and r["score"] >= m["target"]), default=float("inf"))
+
+
+def _candidate_rates(ttq: dict) -> list[float]:
+    """The candidate peak learning rates measured for every model."""
+    rates = [{r["lr"] for r in m["runs"][1:]} for m in ttq["models"].values()]
+    return sorted(set.intersection(*rates))
+
+
+def _epochs_in_all(ttq: dict, lr: float) -> float:
+    return sum(_fewest_epochs(m, lr) for m in ttq["models"].values())
 
 
 def chapters_against_baseline(rows: list[dict], baseline: list[dict], titles: dict[str, str]) -> str:
@@ -124,7 +144,7 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
     data = load(results)
     rows, bench, build, ttq = data["chapters"], data["bench"], data["build"], data["time_to_quality"]
     baseline = data["baseline"]
-    old, new = _old_and_book(ttq["models"]["vae-20d"])
+    old, new = _old_and_book("vae-20d", ttq["models"]["vae-20d"])
     titles = chapter_titles()
     by_mode = {m: [r for r in rows if r["mode"] == m] for m in MODES}
     slowest = max(by_mode["reader"], key=lambda r: r["seconds"])
@@ -167,19 +187,25 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
         "run_ttq_n_test": f"{ttq['n_test']:,}",
         "run_ttq_margin": f"{TTQ_MARGIN:g} nat",
         "run_ttq_candidates": _candidate_epochs(ttq),
+        "run_ttq_rates": _words([f"{lr:g}" for lr in _candidate_rates(ttq)]),
+        "run_ttq_epochs_by_rate": _words([f"{_epochs_in_all(ttq, lr):.0f} at {lr:g}"
+                                          for lr in _candidate_rates(ttq)], "and"),
+        "run_ttq_higher_rates": _words([f"{lr:g}" for lr in _candidate_rates(ttq) if lr > book.BOOK_LR]),
     }
+
+
+def _words(items: list, last: str = "or") -> str:
+    """["4", "5", "6"] -> "4, 5 or 6"."""
+    items = [str(i) for i in items]
+    return ", ".join(items[:-1]) + f" {last} {items[-1]}" if len(items) > 1 else items[0]
 
 
 def _candidate_epochs(ttq: dict) -> str:
     """The candidate lengths, in words: "4, 6, 8, 10 or 12 epochs (4, 6 or 8 for conv-vae-20d)"."""
-    def words(epochs: set[int]) -> str:
-        epochs = sorted(epochs)
-        return ", ".join(map(str, epochs[:-1])) + f" or {epochs[-1]}"
-
     lengths = {name: {r["epochs"] for r in m["runs"][1:]} for name, m in ttq["models"].items()}
     common = max(lengths.values(), key=len)
-    others = [f"{words(e)} for {name}" for name, e in lengths.items() if e != common]
-    return words(common) + " epochs" + (f" ({'; '.join(others)})" if others else "")
+    others = [f"{_words(sorted(e))} for {name}" for name, e in lengths.items() if e != common]
+    return _words(sorted(common)) + " epochs" + (f" ({'; '.join(others)})" if others else "")
 
 
 # The claims chapters/running.md makes, each a test on the results; claims/running.yml quotes the sentences.
@@ -191,11 +217,15 @@ CLAIMS: dict[str, Callable[[dict], bool]] = {
                                                <= CHAPTER_BUDGET_S,
     "book-faster-than-before": lambda d: sum(r["seconds"] for r in d["chapters"] if r["mode"] == "reader")
                                          < sum(r["seconds"] for r in d["baseline"]),
-    "no-model-a-nat-worse": lambda d: all(_old_and_book(m)[1]["score"] >= _old_and_book(m)[0]["score"] - TTQ_MARGIN
-                                          for m in d["time_to_quality"]["models"].values()),
+    "no-model-a-nat-worse": lambda d: all(
+        _old_and_book(n, m)[1]["score"] >= _old_and_book(n, m)[0]["score"] - TTQ_MARGIN
+        for n, m in d["time_to_quality"]["models"].items()),
     "book-epochs-are-the-fewest": lambda d: all(
-        not any(r["score"] >= m["target"] for r in m["runs"][1:] if r["epochs"] < m["book_epochs"])
-        for m in d["time_to_quality"]["models"].values()),
+        book.BOOK_MODELS[n]["epochs"] == _fewest_epochs(m, book.BOOK_LR)
+        for n, m in d["time_to_quality"]["models"].items()),
+    "higher-peaks-need-fewer-epochs": lambda d: all(
+        _epochs_in_all(d["time_to_quality"], lr) < _epochs_in_all(d["time_to_quality"], book.BOOK_LR)
+        for lr in _candidate_rates(d["time_to_quality"]) if lr > book.BOOK_LR),
     "rebuild-runs-nothing": lambda d: d["build"]["reader_book_rebuild_s"] < 30,
     "vaelib-edit-reruns-chapters": lambda d: d["build"]["reader_book_after_vaelib_edit_s"]
                                              > 3 * d["build"]["reader_book_rebuild_s"],  # a rebuild prints the PDF too

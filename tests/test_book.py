@@ -184,20 +184,21 @@ def test_quick_mode_shrinks_the_recipe(monkeypatch):
 
 
 def test_the_book_epochs_of_each_model_are_the_fewest_the_benchmark_found_good_enough():
-    """Each model's reader-mode epochs are justified by benchmarks/results/time_to_quality.json: the
-    run of that length reached the old recipe's test score to within 1 nat, and no shorter one did."""
+    """Each model's reader-mode epochs are justified by benchmarks/results/time_to_quality.json: at the
+    book's peak rate and batch size, the run of that length reached the old recipe's test score to within
+    1 nat, and no shorter one did."""
     import json
     from pathlib import Path
     results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
                           / "time_to_quality.json").read_text())
+    assert set(results["models"]) == set(vbook.BOOK_MODELS)
     for name, spec in vbook.BOOK_MODELS.items():
         measured = results["models"][name]
-        assert measured["book_epochs"] == spec["epochs"], name
         old, *candidates = measured["runs"]
         assert old["schedule"] == "constant" and measured["target"] == pytest.approx(old["score"] - 1)
-        assert all((c["schedule"], c["lr"], c["batch_size"]) == ("cosine", vbook.BOOK_LR, vbook.BOOK_BATCH_SIZE)
-                   for c in candidates), name
-        good = sorted(c["epochs"] for c in candidates if c["score"] >= measured["target"])
+        assert all((c["schedule"], c["batch_size"]) == ("cosine", vbook.BOOK_BATCH_SIZE) for c in candidates)
+        good = sorted(c["epochs"] for c in candidates
+                      if c["lr"] == vbook.BOOK_LR and c["score"] >= measured["target"])
         assert good and good[0] == spec["epochs"], (name, good)
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from test_cli import SMALL, assert_one_line_error, last_json, run_cli
 
+from vaelib.book import BOOK_LR
 from vaelib.checkpoints import check_writable, load_checkpoint
 from vaelib.data import load_dataset
 from vaelib.errors import CheckpointError
@@ -162,7 +163,7 @@ def test_resume_applies_a_new_learning_rate(tmp_path):
 
 def test_a_new_run_follows_the_cosine_schedule_by_default(base):
     _, ckpt = load_checkpoint(base)
-    assert ckpt["train_config"]["schedule"] == "cosine" and ckpt["train_config"]["lr"] == 0.005
+    assert ckpt["train_config"]["schedule"] == "cosine" and ckpt["train_config"]["lr"] == BOOK_LR  # the book's peak
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [0.0]  # decayed to 0 at the last step
 
 

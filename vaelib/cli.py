@@ -13,6 +13,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from vaelib.book import BOOK_BATCH_SIZE, BOOK_LR, BOOK_SCHEDULE
 from vaelib.data import DATASETS
 from vaelib.errors import TrainingDiverged, VaelibError
 from vaelib.models import ARCHS, KINDS
@@ -92,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_int(1, 100_000), default=None,
                    help="epochs in total (default 10, or the resumed run's own)")
     t.add_argument("--lr", type=_number(0, strict=True), default=None,
-                   help="the learning rate (the peak of a cosine schedule); default: 0.005")
+                   help=f"the learning rate (the peak of a cosine schedule); default: {BOOK_LR:g}")
     t.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="cosine (default): warm up, then decay to 0 at the last epoch; or constant")
-    t.add_argument("--batch-size", type=_int(1, 65_536), default=None, help="default: 128")
+    t.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default: {BOOK_BATCH_SIZE}")
     t.add_argument("--n-train", type=_positive_int, default=None,
                    help="train on a fixed random subset of this many images")
     t.add_argument("--seed", type=_int(0, MAX_SEED), default=None, help="default: 0")
@@ -133,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The settings a new run takes from the command line, with their defaults; a resumed run keeps its own.
-NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": 5e-3, "batch_size": 128,
-           "seed": 0, "n_train": None, "schedule": "cosine"}
+NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": BOOK_LR, "batch_size": BOOK_BATCH_SIZE,
+           "seed": 0, "n_train": None, "schedule": BOOK_SCHEDULE}  # the book's recipe (vaelib.book)
 
 
 def _train(args: argparse.Namespace) -> int:
