@@ -53,7 +53,7 @@ QUICK_N_TRAIN = 3000    # VAELIB_QUICK=1
 QUICK_LR, QUICK_SCHEDULE = 1e-3, "constant"  # VAELIB_QUICK=1: a few epochs on a small subset, no schedule
 # The 5,000-digit offline subset of MNIST keeps the recipe the book had before the schedule: a constant
 # QUICK_LR for SUBSET_EPOCHS. The schedule and the epochs above were measured on 60,000 training images;
-# on the subset's 4,000, a few epochs are only a few hundred steps, too few for what chapters 2 to 5 show.
+# on the subset's 4,000, 5 or 6 epochs are fewer than 200 steps, too few for what chapters 2 to 5 show.
 SUBSET_EPOCHS = 15
 
 
