@@ -45,7 +45,8 @@ BOOK_MODELS: dict[str, dict] = {
     "vae-20d": dict(kind="vae", latent_dim=20, epochs=5),
     "conv-vae-20d": dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,), epochs=6),
 }
-BOOK_EPOCHS = 6         # reader mode, for a recipe that names no epochs: the most an MLP above needs
+# Reader mode, for a recipe that names no epochs: the most an MLP above needs.
+BOOK_EPOCHS = max(spec["epochs"] for spec in BOOK_MODELS.values() if spec.get("arch", "mlp") == "mlp")
 BOOK_LR = 5e-3          # the peak of the cosine schedule
 BOOK_SCHEDULE = "cosine"
 BOOK_BATCH_SIZE = 128
