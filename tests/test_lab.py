@@ -27,6 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WIDGET_MANAGER = "@jupyter-widgets/jupyterlab-manager"
+MYST = "jupyterlab-myst"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CHAPTER_7 = ROOT / "chapters" / "07_putting_together.ipynb"
 START_TIMEOUT_S = 90
@@ -122,6 +123,19 @@ def test_lab_loads_the_widget_manager(lab):
     assert WIDGET_MANAGER not in disabled, f"{WIDGET_MANAGER} is disabled: {disabled}"
     entry = extensions[WIDGET_MANAGER]["load"]
     status, js = lab.request(f"/lab/extensions/{WIDGET_MANAGER}/{entry}")
+    assert status == 200 and len(js) > 100, (status, js[:200])
+
+
+def test_lab_renders_markdown_with_jupyterlab_myst(lab):
+    """The chapters' Markdown (admonitions, math, the {eval} numbers of the prose) needs jupyterlab-myst,
+    enabled and served by the Lab that `make lab` starts."""
+    status, html = lab.request(f"/lab?token={lab.token}")
+    m = re.search(rb'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
+    config = json.loads(m.group(1))
+    extensions = {e["name"]: e for e in config["federated_extensions"]}
+    assert MYST in extensions, f"installed Lab extensions: {sorted(extensions)}"
+    assert MYST not in (config.get("disabledExtensions") or {}), config.get("disabledExtensions")
+    status, js = lab.request(f"/lab/extensions/{MYST}/{extensions[MYST]['load']}")
     assert status == 200 and len(js) > 100, (status, js[:200])
 
 

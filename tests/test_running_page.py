@@ -41,7 +41,7 @@ def test_the_page_is_plain_markdown_so_it_has_no_launch_buttons():
 def test_the_extension_is_loaded_by_the_book():
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     sphinx = config["sphinx"]
-    assert sphinx["local_extensions"] == {"running_numbers": "benchmarks"}
+    assert sphinx["local_extensions"]["running_numbers"] == "benchmarks"
     assert "running_numbers" in sphinx["config"]["extensions"]
 
 

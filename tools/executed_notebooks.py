@@ -8,7 +8,11 @@ the HTML build, this script replaces every notebook in ``html/_sources/`` with t
 with its outputs from the book's execution cache (jupyter-cache, which Jupyter Book fills when it runs
 the notebooks), so it runs nothing. The download is then tidied for Jupyter:
 
-- the outputs that only carry ``glue`` values to the book's prose are dropped (Jupyter cannot show them);
+- the numbers of the prose are filled in: each Markdown cell's inline expressions,
+  ``{eval}`f"{glued.NAME:.1f}"```, get their results from the run's glue records, stored where
+  jupyterlab-myst keeps the results it evaluates (``metadata.user_expressions``), so the download shows the
+  book's numbers in Jupyter Lab before anything runs, and the reader's own once they Run All;
+- the outputs that only carry ``glue`` values to the book's prose are then dropped (Jupyter cannot show them);
 - a widget output keeps its static image but loses its live view (which needs the kernel that drew it),
   and the notebook stores no widget state; running the cell brings the live widget back.
 """
@@ -16,14 +20,52 @@ the notebooks), so it runs nothing. The download is then tidied for Jupyter:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import nbformat
+from book_prose import CAPTION_TAG, captions_into_figures, parse
+from myst_nb.core.variables import format_plain_text
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_PREFIX = "application/papermill.record/"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+INLINE = re.compile(r"\{eval\}`([^`]+)`")
+
+
+def glued_values(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """The text form of every value the run glued, by name (the last one where a name is glued twice)."""
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            plain = out.get("data", {}).get(GLUE_PREFIX + "text/plain")
+            if name and plain is not None:
+                values[name] = plain
+    return values
+
+
+def fill_prose(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` (in place) with each Markdown cell's inline expressions evaluated from the glue records, as
+    jupyterlab-myst stores them; an expression whose value the run never glued is an error."""
+    values = glued_values(nb)
+    for index, cell in enumerate(nb.cells):
+        expressions = INLINE.findall(cell.source) if cell.cell_type == "markdown" else []
+        if not expressions:
+            continue
+        results = []
+        for expression in expressions:
+            name, fmt = parse(expression)
+            if name not in values:
+                raise SystemExit(f"executed_notebooks: cell {index} quotes glued.{name}, which the run never glued")
+            text = format_plain_text(values[name], fmt)
+            results.append({"expression": expression, "result": {
+                "status": "ok", "data": {"text/plain": repr(text)}, "metadata": {}}})
+        cell.metadata["user_expressions"] = results
+    return nb
 
 
 def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -47,12 +89,16 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def executed(source: Path, cache) -> nbformat.NotebookNode:
     """The notebook at ``source`` with the outputs of its run in the execution ``cache``."""
     nb = nbformat.read(source, as_version=4)
+    captions_into_figures(nb)  # as the book read it, so that it matches the run the book cached
     try:
         _, merged = cache.merge_match_into_notebook(nb)
     except KeyError:
         raise SystemExit(f"executed_notebooks: {source.relative_to(ROOT)} has no run in the execution "
                          "cache: build the HTML book first (its code changed since the last build?)") from None
-    return tidy(merged)
+    for cell in merged.cells:  # the caption cells stay visible in Jupyter, under their figures
+        if CAPTION_TAG in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "remove-cell"]
+    return tidy(fill_prose(merged))
 
 
 def main() -> int:

@@ -98,13 +98,46 @@ def show_progress() -> bool:
     return not _flag("TQDM_DISABLE")
 
 
+class Glued:
+    """The values a chapter hands to its text, by name. A Markdown cell quotes one with an inline
+    expression, ``{eval}`f"{glued.ch5_kl:.1f}"```, which Jupyter Lab (with jupyterlab-myst) evaluates in the
+    reader's own kernel, and which the book build fills in from the same run (``tools/book_prose.py``)."""
+
+    def __init__(self) -> None:
+        self.__dict__["_values"] = {}
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"this run has not computed {name!r} yet: run the cells above this text "
+                                 "first (Run All runs them in order)") from None
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError("glued is read-only: hand a value to the text with vaelib.book.glue(name, value)")
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._values)
+
+    def __repr__(self) -> str:
+        return f"<the {len(self._values)} values this run handed to the text>"
+
+
+#: The values handed to the text so far in this kernel: ``glued.ch5_kl``.
+glued = Glued()
+
+
 def glue(name: str, value, display: bool = False):
-    """Hand a measured ``value`` to the book's prose: ``{glue:text}`name:.1f``` in a Markdown cell shows it.
-    Outside a book build (Colab, a plain Jupyter) there is nothing to glue into and this does nothing.
-    Returns ``value``; a NumPy or PyTorch scalar comes back as a plain Python number, so a format such as
-    ``:.1f`` always applies."""
+    """Hand a measured ``value`` to the book's prose under ``name``: a Markdown cell shows it with
+    ``{eval}`f"{glued.name:.1f}"```. The value is kept in :data:`glued` for the reader's own kernel, and,
+    during a book build, recorded in the notebook's outputs (MyST-NB's ``glue``) for the HTML. Returns
+    ``value``; a NumPy or PyTorch scalar comes back as a plain Python number, so a format such as ``:.1f``
+    always applies."""
+    if not name.isidentifier():
+        raise ValueError(f"glue: {name!r} is not a valid name; use letters, digits and underscores")
     if getattr(value, "shape", None) == ():  # numpy or torch scalar
         value = value.item()
+    glued._values[name] = value
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
