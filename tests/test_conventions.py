@@ -101,7 +101,7 @@ def test_contributing_covers_build_test_new_chapters_and_the_claims_rule():
         assert needed in headings, f"CONTRIBUTING.md has no '## {needed}' section: {headings}"
     assert any("claim" in h.lower() for h in headings), headings
     for needle in ("make test", "make book", "claims/", "# claim:", "remove-cell", "vaelib.book.glue",
-                   "{glue:text}", "_toc.yml", "tests/test_claims.py"):
+                   "{eval}", "source_hidden", "_toc.yml", "tests/test_claims.py"):
         assert needle in text, f"CONTRIBUTING.md does not mention {needle!r}"
     makefile = _read("Makefile")
     for target in re.findall(r"`make ([a-z-]+)`", text):
