@@ -37,7 +37,10 @@ def repo():
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]
     m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)/?", cfg["url"])
     assert m, f"_config.yml repository.url is not a GitHub repository address: {cfg['url']!r}"
-    return {"url": cfg["url"].rstrip("/"), "org": m.group(1), "repo": m.group(2), "branch": cfg.get("branch", "main")}
+    reader = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"][
+        "reader_notebooks_branch"]
+    return {"url": cfg["url"].rstrip("/"), "org": m.group(1), "repo": m.group(2), "branch": cfg.get("branch", "main"),
+            "reader_branch": reader}
 
 
 def _addresses(text: str):
@@ -86,7 +89,9 @@ def test_every_derived_address_points_at_the_book(repo):
             is_github_page = found.startswith("https://github.com/")
             if is_github_page and path.name not in ONLY_THE_BOOK and path.parent.name != "binder":
                 continue  # chapters may cite other repositories (e.g. PyTorch's examples)
-            if (org.lower(), name) != (repo["org"].lower(), repo["repo"]) or branch not in (None, repo["branch"]):
+            # Colab opens the reader notebooks (tools/reader_notebooks.py), on their own branch
+            expected = repo["reader_branch"] if found.startswith("https://colab.") else repo["branch"]
+            if (org.lower(), name) != (repo["org"].lower(), repo["repo"]) or branch not in (None, expected):
                 wrong.append(f"{path.relative_to(ROOT)}: {found}")
     assert not wrong, f"addresses that disagree with _config.yml ({repo['url']}, branch {repo['branch']}):\n  " + \
         "\n  ".join(wrong)
@@ -106,3 +111,27 @@ def test_binder_runs_the_checkout_it_was_launched_from():
     for name, version in pins.items():
         assert re.search(rf"^{name}=={re.escape(version)}$", top, re.M), \
             f"binder/requirements.txt pins {name} {version}, requirements.txt another version"
+
+
+def test_binder_pins_every_package_inside_the_books_ranges():
+    """Binder installs exact versions, so a session runs what the book ran, and each lies inside the range
+    that requirements.txt (the tested stack) allows."""
+    from packaging.requirements import Requirement
+
+    top = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            top[req.name.lower().replace("_", "-")] = req.specifier
+    lines = [line for line in (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+             if line.strip() and not line.startswith(("#", "--"))]
+    assert len(lines) >= 8, lines
+    for line in lines:
+        req = Requirement(line)
+        pinned = [s for s in req.specifier if s.operator == "=="]
+        assert len(pinned) == 1 and len(req.specifier) == 1, f"binder/requirements.txt: {line!r} is not pinned"
+        name = req.name.lower().replace("_", "-")
+        assert name in top, f"binder/requirements.txt installs {name}, which requirements.txt does not list"
+        version = pinned[0].version.split("+")[0]
+        assert top[name].contains(version, prereleases=True), \
+            f"binder/requirements.txt pins {name} {version}, outside requirements.txt's {top[name]}"
