@@ -16,7 +16,7 @@ WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 # The first major of each action that runs on Node 24 (Node 20 actions are deprecated on GitHub's runners).
 CURRENT_MAJORS = {"actions/checkout": 6, "actions/setup-python": 6, "actions/setup-node": 6,
                   "actions/cache": 5, "actions/configure-pages": 6, "actions/upload-pages-artifact": 5,
-                  "actions/deploy-pages": 5}
+                  "actions/deploy-pages": 5, "actions/upload-artifact": 6, "actions/download-artifact": 7}
 PUBLISH_ONLY = re.compile(r"github\.event_name != 'pull_request' && github\.ref == 'refs/heads/main'")
 
 
@@ -59,12 +59,13 @@ def test_pull_requests_are_built_but_never_published(workflow):
     build_steps = _steps(jobs["build"])
     assert "if" not in jobs["build"], "the build job must run for pull requests too"
     for step in build_steps:
-        if step.get("uses", "").startswith(("actions/upload-pages-artifact", "actions/configure-pages")):
+        if step.get("uses", "").startswith(("actions/upload-pages-artifact", "actions/configure-pages",
+                                            "actions/upload-artifact")):
             assert PUBLISH_ONLY.fullmatch(step.get("if", "")), step
     deploy = jobs["deploy"]
     assert deploy["needs"] == "build" and PUBLISH_ONLY.fullmatch(deploy.get("if", "")), deploy
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in _steps(deploy))
-    assert workflow["permissions"] == {"contents": "read"}, "only the deploy job may write to Pages"
+    assert workflow["permissions"] == {"contents": "read"}, "only the deploy jobs may write"
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
 
 
@@ -107,3 +108,22 @@ def test_a_published_book_requires_the_full_data(workflow):
     # '1' whenever the run can publish (anything but a pull request)
     assert value in ("1", "${{ github.event_name == 'pull_request' && '0' || '1' }}"), value
     assert "VAELIB_REQUIRE_FULL_DATA" in (ROOT / "vaelib" / "book.py").read_text()
+
+
+def test_main_publishes_the_reader_notebooks_on_the_branch_colab_opens(workflow):
+    """The build keeps _build/reader (written by tools/executed_notebooks.py); a publish-only job, the only
+    one that may write to the repository, pushes it whole to _config.yml's reader_notebooks_branch."""
+    build = _steps(workflow["jobs"]["build"])
+    keep = build[_index(build, lambda s: s.get("uses", "").startswith("actions/upload-artifact@"))]
+    assert keep["with"]["path"] == "_build/reader", keep
+    book = _index(build, lambda s: s.get("run") == "make book")
+    assert book < build.index(keep)
+    job = workflow["jobs"]["notebooks"]
+    assert job["needs"] == "build" and PUBLISH_ONLY.fullmatch(job.get("if", "")), job
+    assert job["permissions"] == {"contents": "write"}, job["permissions"]
+    fetch = _steps(job)[0]
+    assert fetch["uses"].startswith("actions/download-artifact@") and fetch["with"]["name"] == keep["with"]["name"]
+    branch = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"][
+        "reader_notebooks_branch"]
+    push = _steps(job)[-1]["run"]
+    assert re.search(rf"git init -q -b {branch}\b", push) and re.search(rf"git push --force \S+ {branch}$", push, re.M), push

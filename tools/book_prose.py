@@ -143,7 +143,20 @@ def register_citation_anchors(app, env) -> None:
             slugs.setdefault(key, (0, key, key))
 
 
+def colab_opens_the_reader_notebooks(app, pagename, templatename, context, doctree) -> None:
+    """The Colab button opens the page's reader notebook (plain Markdown, pinned install) on the branch
+    ``reader_notebooks_branch``, which the publishing workflow fills, instead of the MyST source on the
+    book's branch; Binder keeps the source, which its Jupyter Lab renders with jupyterlab-myst."""
+    branch, reader = app.config.html_theme_options.get("repository_branch", "main"), app.config.reader_notebooks_branch
+    for group in context.get("header_buttons", []):
+        for button in group.get("buttons", []) if group.get("label") == "launch-buttons" else []:
+            if button.get("text") == "Colab":
+                button["url"] = button["url"].replace(f"/blob/{branch}/", f"/blob/{reader}/", 1)
+
+
 def setup(app):
+    app.add_config_value("reader_notebooks_branch", "notebooks", "html")
+    app.connect("html-page-context", colab_opens_the_reader_notebooks, priority=600)
     app.setup_extension("myst_nb")
     app.add_role("eval", GluedValueRole(), override=True)
     app.connect("source-read", read_captions)

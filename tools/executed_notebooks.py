@@ -1,4 +1,4 @@
-"""Make each chapter's ``.ipynb`` download in the built HTML the executed notebook, with its outputs.
+"""Make each chapter's ``.ipynb`` download in the built HTML the executed reader notebook, with its outputs.
 
     python tools/executed_notebooks.py _build          # the build folder that holds html/ and .jupyter_cache/
 
@@ -14,19 +14,28 @@ the notebooks), so it runs nothing. The download is then tidied for Jupyter:
   book's numbers in Jupyter Lab before anything runs, and the reader's own once they Run All;
 - the outputs that only carry ``glue`` values to the book's prose are then dropped (Jupyter cannot show them);
 - a widget output keeps its static image but loses its live view (which needs the kernel that drew it),
-  and the notebook stores no widget state; running the cell brings the live widget back.
+  and the notebook stores no widget state; running the cell brings the live widget back;
+- its MyST becomes plain Markdown (``tools/reader_notebooks.py``), so Colab, classic Jupyter and any viewer
+  render it: the numbers are the book's, the links point at the published book, and the Colab install
+  cell installs vaelib from the commit the book was built from.
+
+The same notebooks, in ``<build>/reader/chapters/``, are what the publishing workflow puts on the
+repository's ``notebooks`` branch, which the Colab buttons open.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 from book_prose import CAPTION_TAG, captions_into_figures, parse
 from myst_nb.core.variables import format_plain_text
+from reader_notebooks import reader
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_PREFIX = "application/papermill.record/"
@@ -101,6 +110,35 @@ def executed(source: Path, cache) -> nbformat.NotebookNode:
     return tidy(fill_prose(merged))
 
 
+def site_url() -> str:
+    """The published book's address, derived from the repository of ``_config.yml`` (GitHub Pages)."""
+    import yaml
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)/?", url)
+    if not m:
+        raise SystemExit(f"executed_notebooks: the repository {url!r} is not a GitHub address")
+    return f"https://{m.group(1)}.github.io/{m.group(2)}/"
+
+
+def book_labels(html: Path) -> dict[str, str]:
+    """Every label of the built book (``(label)=`` targets, headings), as ``page.html#anchor``."""
+    from sphinx.util.inventory import InventoryFile
+
+    with open(html / "objects.inv", "rb") as f:
+        inventory = InventoryFile.load(f, "", lambda base, uri: uri)
+    return {name: entry[2] for name, entry in inventory.get("std:label", {}).items()}
+
+
+def commit() -> str | None:
+    """The commit the book is built from (so the Colab install cell installs that vaelib), if known."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path, help="the build folder (with html/ and .jupyter_cache/)")
@@ -112,15 +150,31 @@ def main() -> int:
     if not cache_path.is_dir():
         raise SystemExit(f"executed_notebooks: no execution cache at {cache_path}: build the book first")
     cache = get_cache(cache_path)
+    site, labels, sha = site_url(), book_labels(args.build / "html"), commit()
+    readers = args.build / "reader"
+    shutil.rmtree(readers, ignore_errors=True)
     downloads = []
     for download in sorted(sources.rglob("*.ipynb")):
         source = ROOT / download.relative_to(sources)
         if not source.is_file():  # left over from an earlier build of a page the book no longer has
             download.unlink()
             continue
-        nbformat.write(executed(source, cache), download)
+        try:
+            nb = reader(executed(source, cache), site=site, labels=labels, commit=sha, name=source.name)
+        except ValueError as exc:
+            raise SystemExit(f"executed_notebooks: {exc}") from None
+        nbformat.write(nb, download)
+        (readers / download.relative_to(sources)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(download, readers / download.relative_to(sources))
         downloads.append(download)
-    print(f"executed_notebooks: {len(downloads)} notebook downloads in {sources} now hold their outputs")
+    (readers / "README.md").write_text(
+        "# The book's chapters as reader notebooks\n\n"
+        f"Generated from commit {sha or '(unknown)'} of the book's repository by its publishing workflow, "
+        "which replaces this branch whole: edit the chapters on the main branch instead. Each notebook is a "
+        "chapter, executed, with its text in plain Markdown and the numbers of the book's run; its first cell "
+        "installs vaelib from that commit when it runs on Colab. The book: " + site + "\n", encoding="utf-8")
+    print(f"executed_notebooks: {len(downloads)} notebook downloads in {sources} (and {readers}) now hold "
+          f"their outputs, as plain-Markdown reader notebooks")
     return 0
 
 

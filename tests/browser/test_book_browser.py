@@ -198,6 +198,8 @@ def test_launch_links_open_the_pages_notebook_on_main(all_visits, book_dir):
     assert not stray, "launch links on pages that are not notebooks:" + _fmt(stray)
     if not notebook_pages:
         pytest.skip("no notebook page yet")
+    reader_branch = yaml.safe_load((SOURCE / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"][
+        "reader_notebooks_branch"]
     launch = cfg.get("launch_buttons", {})
     ui = {"jupyterlab": "lab/tree", "classic": "tree"}[launch.get("notebook_interface", "classic")]
     problems = []
@@ -207,7 +209,8 @@ def test_launch_links_open_the_pages_notebook_on_main(all_visits, book_dir):
             problems.append(f"{v.path}: its notebook {notebook} is not in the repository")
         expected = {
             "Binder": f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath={ui}/{notebook}",
-            "Colab": f"https://colab.research.google.com/github/{org}/{name}/blob/{branch}/{notebook}",
+            # Colab opens the reader notebook (plain Markdown), published on its own branch
+            "Colab": f"https://colab.research.google.com/github/{org}/{name}/blob/{reader_branch}/{notebook}",
         }
         for kind, url in expected.items():
             if url not in v.launch_links:

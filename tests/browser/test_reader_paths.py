@@ -2,7 +2,9 @@
 
 - Launch buttons (Binder, Colab) only on pages that are notebooks; the "Running this book" page, which
   reads local benchmark files, has none. The repository and issues buttons use _config.yml's address.
-- Each chapter's .ipynb download is the executed notebook, with its outputs.
+- Each chapter's .ipynb download is the executed reader notebook, with its outputs: plain Markdown and a
+  Colab install pinned to a commit; the same notebooks (``<build>/reader``, which the workflow publishes
+  for Colab) run top to bottom in a fresh kernel.
 - The book links to its whole-book PDF, which has every page's title, typeset math and the figures;
   its pages are rendered with pdftoppm and none is blank.
 - Every interactive control shows a visible outline when reached with the keyboard (:focus-visible), in
@@ -13,14 +15,20 @@ from __future__ import annotations
 
 import json
 import re
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import nbformat
 import pytest
 import yaml
 from book_site import SOURCE, book_pages, parse_page, unavailable
+
+sys.path.insert(0, str(SOURCE / "tools"))
+from reader_notebooks import leftover_myst  # noqa: E402  (tools/ is a folder of scripts, not a package)
 
 pytestmark = pytest.mark.browser
 
@@ -82,8 +90,17 @@ def test_each_chapter_downloads_its_executed_notebook(book_dir):
         source = json.loads((SOURCE / Path(page).with_suffix(".ipynb")).read_text(encoding="utf-8"))
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         outputs = [o for c in code for o in c.get("outputs", [])]
-        if [c.get("id") for c in nb["cells"]] != [c.get("id") for c in source["cells"]]:
+        ids = [c.get("id") for c in source["cells"]]
+        ids.insert(1, "books-numbers")  # the reader notebook's note that the text's numbers are the book's
+        if [c.get("id") for c in nb["cells"]] != ids:
             problems.append(f"{page}: the download is not this chapter's notebook (rebuild the book?)")
+        for index, cell in enumerate(nb["cells"]):
+            left = leftover_myst("".join(cell["source"])) if cell["cell_type"] == "markdown" else []
+            if left:
+                problems.append(f"{page}: cell {index} of the download still holds MyST: {left}")
+        install = [c for c in code if "google.colab" in "".join(c["source"])]
+        if not install or not re.search(r"git\+https://\S+@[0-9a-f]{40}\b", "".join(install[0]["source"])):
+            problems.append(f"{page}: the download's Colab cell does not install vaelib from a pinned commit")
         if not any("image/png" in o.get("data", {}) for o in outputs):
             problems.append(f"{page}: the download has no figures: it is not the executed notebook")
         if sum(bool(c.get("outputs")) for c in code) < len(code) / 3:
@@ -94,6 +111,30 @@ def test_each_chapter_downloads_its_executed_notebook(book_dir):
         if nb.get("metadata", {}).get("widgets"):
             problems.append(f"{page}: the download stores widget state")
     assert not problems, "download problems:\n  " + "\n  ".join(problems)
+
+
+# Two of the faster chapters: each reader notebook must run top to bottom as Colab would run it.
+READER_RUNS = ["chapters/03_vae_encoder.ipynb", "chapters/06_reparameterization.ipynb"]
+
+
+@pytest.mark.parametrize("notebook", READER_RUNS)
+def test_the_reader_notebooks_run_top_to_bottom_in_quick_mode(book_dir, notebook, monkeypatch):
+    from nbclient import NotebookClient
+
+    path = book_dir.parent / "reader" / notebook
+    if not path.is_file():
+        pytest.fail(f"no reader notebook {path}: `make book-quick` writes them (tools/executed_notebooks.py)")
+    assert (book_dir.parent / "reader" / "README.md").is_file()
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    for name, value in {"VAELIB_QUICK": "1", "TQDM_DISABLE": "1", "MPLBACKEND": "agg"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(SOURCE / "chapters")}}).execute()  # raises on an error
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
 
 
 # --- the PDF -------------------------------------------------------------------------------------------
