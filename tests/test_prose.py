@@ -113,14 +113,30 @@ def _glued_names(cells: list[dict]) -> list[re.Pattern]:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_every_quoted_value_is_glued_by_the_chapter(chapter):
+def test_every_quoted_value_is_glued_above_the_text_that_quotes_it(chapter):
+    """In Jupyter Lab a Markdown cell evaluates its numbers when it runs, so a learner who runs the cells one
+    by one sees a number only if a code cell above it glued it."""
     cells = _cells(chapter)
-    glued = _glued_names(cells)
     for index, cell in enumerate(cells):
         for expression in INLINE.findall(_source(cell)) if cell["cell_type"] == "markdown" else []:
             name, _ = book_prose.parse(expression)
-            assert any(p.fullmatch(name) for p in glued), \
-                f"{chapter.name}, cell {index}: the text quotes glued.{name}, which no code cell glues"
+            assert any(p.fullmatch(name) for p in _glued_names(cells[:index])), \
+                f"{chapter.name}, cell {index}: the text quotes glued.{name}, which no code cell above it glues"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_hidden_cells_display_nothing(chapter):
+    """A hidden cell that ends in a bare expression (such as a glue call) would print its value under the
+    folded cell in Jupyter."""
+    import ast
+
+    for index, cell in enumerate(_cells(chapter)):
+        text = _source(cell)
+        if not _hidden(cell) or "google.colab" in text:
+            continue
+        last = ast.parse(text).body[-1]
+        assert not isinstance(last, ast.Expr) or text.rstrip().endswith(";"), \
+            f"{chapter.name}, cell {index}: the hidden cell ends in an expression; end it with ';'"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
