@@ -92,6 +92,33 @@ def test_the_intro_says_how_to_cite(citation):
     assert str(citation["preferred-citation"]["year"]) in section
 
 
+def test_one_version_everywhere(citation):
+    """vaelib.__version__ is the book's version: pyproject.toml, CITATION.cff and the changelog's newest entry
+    name the same one (the book's footer reads it from vaelib, see tools/book_version.py)."""
+    import vaelib
+
+    assert f'"{vaelib.__version__}"' == _pyproject("version")
+    assert str(citation["version"]) == vaelib.__version__
+    headings = re.findall(r"^## (.+)$", _read("CHANGELOG.md"), re.M)
+    assert headings, "CHANGELOG.md has no version headings"
+    assert re.fullmatch(rf"{re.escape(vaelib.__version__)}( \(unreleased\))?", headings[0]), \
+        f"CHANGELOG.md's newest entry is {headings[0]!r}, vaelib is {vaelib.__version__}"
+
+
+def test_the_version_line_names_version_commit_and_date():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import book_version
+    import vaelib
+
+    line = book_version.version_line("https://github.com/o/r")
+    m = re.fullmatch(r'<p class="book-version">Version (\S+), built from commit <a href="https://github\.com/o/r/'
+                     r'commit/([0-9a-f]{40})"><code>([0-9a-f]{7})</code></a> of (\d{4}-\d\d-\d\d)\.</p>', line)
+    assert m, line
+    assert m.group(1) == vaelib.__version__ and m.group(2).startswith(m.group(3))
+
+
 # --- contributing ------------------------------------------------------------------------------------
 
 def test_contributing_covers_build_test_new_chapters_and_the_claims_rule():

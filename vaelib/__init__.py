@@ -9,7 +9,7 @@ exercises in :mod:`~vaelib.exercises`; the command line in :mod:`~vaelib.cli`
 (``python -m vaelib``).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from vaelib import book, exercises
 from vaelib.checkpoints import load_checkpoint, save_checkpoint

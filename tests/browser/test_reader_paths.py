@@ -186,6 +186,32 @@ def test_the_pdf_has_every_page(book_dir, pdf):
     assert not missing, f"page titles missing from the PDF: {missing}"
 
 
+def _version() -> tuple[str, str]:
+    """The book's version and the short hash of the commit the built book should name."""
+    version = re.search(r'^__version__ = "([^"]+)"$', (SOURCE / "vaelib" / "__init__.py").read_text(encoding="utf-8"),
+                        re.M).group(1)
+    sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=SOURCE, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return version, sha
+
+
+def test_every_page_names_its_version_commit_and_date(book_dir):
+    version, sha = _version()
+    line = re.compile(rf'<p class="book-version">Version {re.escape(version)}, built from commit <a href="'
+                      rf'{re.escape(_repository())}/commit/{sha}[0-9a-f]{{33}}"><code>{sha}</code></a> of '
+                      rf'\d{{4}}-\d\d-\d\d\.</p>')
+    pages = [p for p in book_pages(book_dir) if not p.endswith(("search.html", "genindex.html"))]
+    missing = [p for p in pages if not line.search((book_dir / p).read_text(encoding="utf-8"))]
+    assert pages and not missing, f"pages without the version line for {version} at {sha}: {missing}"
+
+
+def test_the_pdf_names_its_version_and_commit(pdf):
+    version, sha = _version()
+    text = re.sub(r"\s+", " ", subprocess.run([_need("pdftotext"), str(pdf), "-"], capture_output=True, text=True,
+                                              check=True).stdout)
+    assert f"Version {version}, built from commit {sha} of " in text, text[-600:]
+
+
 WORD_BOX = re.compile(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>')
 
 
