@@ -9,7 +9,9 @@ where a code cell computed it and handed it over with ``vaelib.book.glue("ch5_kl
 the reader's numbers. The book is built with MyST-NB's cached execution, which has no kernel left when the
 text is rendered, so this extension gives ``{eval}`` the meaning it has in Lab for the one form the book
 uses: ``glued.NAME`` with an optional format, looked up among the values the notebook's run glued (MyST-NB's
-glue records) and formatted exactly as Python's f-string would.
+glue records) and formatted exactly as Python's f-string would. (MyST-NB's own ``{eval}`` needs its inline
+execution mode, which was measured and does not fit: it evaluates only bare variable names by default, and
+it never runs the cells tagged ``remove-cell``, so every hidden claim check would silently be skipped.)
 
 Anything else fails the build with the chapter, the cell and the name: an expression of another form, or a
 name that the run never glued (a typo, or a value computed only in some configurations).
