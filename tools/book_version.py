@@ -1,9 +1,11 @@
 """Which version of the book a page is (a Sphinx extension).
 
-Every page's footer, and so the whole-book PDF printed from the single-page HTML, names the book's version
+Every page's footer names the book's version
 (``vaelib.__version__``, which ``pyproject.toml``, ``CITATION.cff`` and ``CHANGELOG.md`` repeat, checked by
 ``tests/test_conventions.py``), the commit it was built from, linked to the repository, and that commit's
-date. A downloaded notebook or a printed copy can then be matched with the library it was made with.
+date. The introduction says the same in its text, ``{{ book_version }}``, which the whole-book PDF prints
+(print hides the footer). A downloaded notebook or a printed copy can then be matched with the library it
+was made with.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ def version_line(repository_url: str) -> str:
             f'<a href="{repository_url.rstrip("/")}/commit/{sha}"><code>{sha[:7]}</code></a> of {date}.</p>')
 
 
+def version_text() -> str:
+    """The same in words, for the introduction's ``{{ book_version }}``."""
+    commit = build_commit()
+    where = f", built from commit {commit[0][:7]} of {commit[1]}" if commit else ""
+    return f"version {book_version()}{where}"
+
+
+def add_version_to_text(app, config) -> None:
+    config.myst_substitutions = {**(config.myst_substitutions or {}), "book_version": version_text()}
+
+
 def add_version_to_footer(app) -> None:
     options = app.config.html_theme_options
     url = options.get("repository_url", "")
@@ -50,5 +63,6 @@ def add_version_to_footer(app) -> None:
 
 
 def setup(app):
+    app.connect("config-inited", add_version_to_text)
     app.connect("builder-inited", add_version_to_footer)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
