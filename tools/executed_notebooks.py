@@ -8,10 +8,10 @@ the HTML build, this script replaces every notebook in ``html/_sources/`` with t
 with its outputs from the book's execution cache (jupyter-cache, which Jupyter Book fills when it runs
 the notebooks), so it runs nothing. The download is then tidied for Jupyter:
 
-- the numbers of the prose are filled in: each Markdown cell's inline expressions,
+- the numbers of the prose are looked up: each Markdown cell's inline expressions,
   ``{eval}`f"{glued.NAME:.1f}"```, get their results from the run's glue records, stored where
-  jupyterlab-myst keeps the results it evaluates (``metadata.user_expressions``), so the download shows the
-  book's numbers in Jupyter Lab before anything runs, and the reader's own once they Run All;
+  jupyterlab-myst keeps the results it evaluates (``metadata.user_expressions``), from which the reader
+  notebook below writes them into the text;
 - the outputs that only carry ``glue`` values to the book's prose are then dropped (Jupyter cannot show them);
 - a widget output keeps its static image but loses its live view (which needs the kernel that drew it),
   and the notebook stores no widget state; running the cell brings the live widget back;
@@ -28,21 +28,18 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 from book_prose import CAPTION_TAG, captions_into_figures, parse
 from myst_nb.core.variables import format_plain_text
-from reader_notebooks import reader
+from book_version import build_commit
+from reader_notebooks import INLINE, reader
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_PREFIX = "application/papermill.record/"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-INLINE = re.compile(r"\{eval\}`([^`]+)`")
 
 
 def glued_values(nb: nbformat.NotebookNode) -> dict[str, str]:
@@ -130,15 +127,6 @@ def book_labels(html: Path) -> dict[str, str]:
     return {name: entry[2] for name, entry in inventory.get("std:label", {}).items()}
 
 
-def commit() -> str | None:
-    """The commit the book is built from (so the Colab install cell installs that vaelib), if known."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path, help="the build folder (with html/ and .jupyter_cache/)")
@@ -150,7 +138,8 @@ def main() -> int:
     if not cache_path.is_dir():
         raise SystemExit(f"executed_notebooks: no execution cache at {cache_path}: build the book first")
     cache = get_cache(cache_path)
-    site, labels, sha = site_url(), book_labels(args.build / "html"), commit()
+    site, labels = site_url(), book_labels(args.build / "html")
+    sha = (build_commit() or (None,))[0]  # the Colab install cell installs vaelib from this commit
     readers = args.build / "reader"
     shutil.rmtree(readers, ignore_errors=True)
     downloads = []
