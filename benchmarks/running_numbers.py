@@ -86,6 +86,23 @@ def chapter_table(rows: list[dict], titles: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def models_table() -> str:
+    """The Markdown table of the book's models (``vaelib.book.BOOK_MODELS``): each one's name, words, colour
+    in every figure, and recipe in reader mode."""
+    from matplotlib.colors import to_hex
+
+    lines = ["| model | in the text and legends | colour | latent size | KL weight beta | network | "
+             "epochs (reader mode, full dataset) |", "| :--- | :--- | :--- | ---: | ---: | :--- | ---: |"]
+    for name, m in book.BOOK_MODELS.items():
+        r = book.config(**m.recipe)
+        beta = "none (autoencoder)" if r.model.kind == "ae" else f"{r.beta:g}"
+        swatch = f'<span style="color:{to_hex(m.colour)}" aria-hidden="true">&#9632;</span>'
+        lines.append(f"| `{name}` | {m.words} | {swatch} {m.colour.removeprefix('tab:')} | {r.model.latent_dim} | "
+                     f"{beta} | {r.model.arch.upper()}, hidden {', '.join(map(str, r.model.hidden))} | "
+                     f"{m.recipe['epochs']} |")
+    return "\n".join(lines)
+
+
 def recipe_table(ttq: dict) -> str:
     """The Markdown table of time to quality: each book model under the old recipe and the book's."""
     lines = ["| model | old recipe: epochs | training time | time to target | test score | book recipe: "
@@ -101,7 +118,7 @@ def recipe_table(ttq: dict) -> str:
 
 def _old_and_book(name: str, m: dict) -> tuple[dict, dict]:
     """A model's run under the old recipe, and its candidate run of the book's recipe (``vaelib.book``)."""
-    book_run = (book.BOOK_MODELS[name]["epochs"], book.BOOK_LR, book.BOOK_BATCH_SIZE)
+    book_run = (book.BOOK_MODELS[name].recipe["epochs"], book.BOOK_LR, book.BOOK_BATCH_SIZE)
     new = [r for r in m["runs"][1:] if (r["epochs"], r["lr"], r["batch_size"]) == book_run]
     if not new:
         raise ClaimError(f"running_numbers: time_to_quality.json has no run of {name} with the book's recipe "
@@ -177,6 +194,7 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
         "run_budget_chapter_s": f"{CHAPTER_BUDGET_S}",
         "run_reader_share": f"{reader_s / baseline_s:.0%}",
         "run_recipe_table": recipe_table(ttq),
+        "run_models_table": models_table(),
         "run_recipe_lr": f"{new['lr']:g}",
         "run_recipe_batch": f"{new['batch_size']}",
         "run_recipe_warmup": f"{WARMUP_FRACTION:.0%}",
@@ -221,7 +239,7 @@ CLAIMS: dict[str, Callable[[dict], bool]] = {
         _old_and_book(n, m)[1]["score"] >= _old_and_book(n, m)[0]["score"] - TTQ_MARGIN
         for n, m in d["time_to_quality"]["models"].items()),
     "book-epochs-are-the-fewest": lambda d: all(
-        book.BOOK_MODELS[n]["epochs"] == _fewest_epochs(m, book.BOOK_LR)
+        book.BOOK_MODELS[n].recipe["epochs"] == _fewest_epochs(m, book.BOOK_LR)
         for n, m in d["time_to_quality"]["models"].items()),
     "higher-peaks-need-fewer-epochs": lambda d: all(
         _epochs_in_all(d["time_to_quality"], lr) < _epochs_in_all(d["time_to_quality"], book.BOOK_LR)

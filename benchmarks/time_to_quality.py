@@ -111,7 +111,7 @@ def main() -> int:
     print("| model | recipe | epochs | train s | test score | target | s to target |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name in args.models:
-        spec = book.BOOK_MODELS[name]
+        spec = book.BOOK_MODELS[name].recipe
         base = dataclasses.replace(book.config(**{k: v for k, v in spec.items() if k != "epochs"}),
                                    dataset=data.name, n_train=None)
         old = run(dataclasses.replace(base, **{**OLD, "epochs": args.old_epochs}), data, args.device,

@@ -170,17 +170,17 @@ def test_the_book_dataset_obeys_the_switches(monkeypatch, tmp_path):
 
 def test_quick_mode_shrinks_the_recipe(monkeypatch):
     monkeypatch.delenv("VAELIB_QUICK", raising=False)
-    reader = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
+    reader = vbook.config(**vbook.BOOK_MODELS["vae-20d"].recipe)
     monkeypatch.setenv("VAELIB_QUICK", "1")
-    quick = vbook.config(**vbook.BOOK_MODELS["vae-20d"])
-    assert (reader.epochs, reader.n_train) == (vbook.BOOK_MODELS["vae-20d"]["epochs"], None)
+    quick = vbook.config(**vbook.BOOK_MODELS["vae-20d"].recipe)
+    assert (reader.epochs, reader.n_train) == (vbook.BOOK_MODELS["vae-20d"].recipe["epochs"], None)
     assert (reader.schedule, reader.lr, reader.batch_size) == ("cosine", vbook.BOOK_LR, vbook.BOOK_BATCH_SIZE)
     assert (quick.epochs, quick.n_train) == (vbook.QUICK_EPOCHS, vbook.QUICK_N_TRAIN)
     assert (quick.schedule, quick.lr) == (vbook.QUICK_SCHEDULE, vbook.QUICK_LR)
     assert dataclasses.replace(quick, epochs=reader.epochs, n_train=None, schedule=reader.schedule,
                                lr=reader.lr) == reader
-    assert vbook.config(**vbook.BOOK_MODELS["vae-2d-nokl"]).beta == 0.0
-    assert vbook.config(**vbook.BOOK_MODELS["vae-20d"], lr=2e-3, schedule="constant").lr == 2e-3
+    assert vbook.config(**vbook.BOOK_MODELS["vae-2d-nokl"].recipe).beta == 0.0
+    assert vbook.config(**vbook.BOOK_MODELS["vae-20d"].recipe, lr=2e-3, schedule="constant").lr == 2e-3
 
 
 def test_the_book_epochs_of_each_model_are_the_fewest_the_benchmark_found_good_enough():
@@ -199,7 +199,7 @@ def test_the_book_epochs_of_each_model_are_the_fewest_the_benchmark_found_good_e
         assert all((c["schedule"], c["batch_size"]) == ("cosine", vbook.BOOK_BATCH_SIZE) for c in candidates)
         good = sorted(c["epochs"] for c in candidates
                       if c["lr"] == vbook.BOOK_LR and c["score"] >= measured["target"])
-        assert good and good[0] == spec["epochs"], (name, good)
+        assert good and good[0] == spec.recipe["epochs"], (name, good)
 
 
 def test_the_offline_subset_keeps_the_constant_recipe(tmp_path, mnist, tiny_config, monkeypatch):

@@ -24,7 +24,7 @@ MIN_TEXT_PX = 9         # the smallest text height at that width that stays legi
 
 
 def _book_config(name: str) -> ModelConfig:
-    return book.config(**book.BOOK_MODELS[name]).model
+    return book.config(**book.BOOK_MODELS[name].recipe).model
 
 
 DIAGRAMS = {

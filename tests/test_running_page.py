@@ -111,5 +111,5 @@ def test_the_readme_states_the_books_recipe():
     from vaelib import book
     readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
     assert f"warms up to a peak of {book.BOOK_LR:g} and decays along a cosine" in readme
-    epochs = sorted({spec["epochs"] for name, spec in book.BOOK_MODELS.items() if not name.startswith("conv")})
+    epochs = sorted({m.recipe["epochs"] for name, m in book.BOOK_MODELS.items() if not name.startswith("conv")})
     assert f"the book's own models train for {' or '.join(map(str, epochs))}." in readme, epochs

@@ -19,34 +19,50 @@ from the full configuration and the training data.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from vaelib.checkpoints import History, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
 from vaelib.errors import CheckpointError, DataError
-from vaelib.models import Model, ModelConfig, build_model
+from vaelib.models import LOGVAR_RANGE, SIGMA_RANGE, Model, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
-# The models the chapters share, by name, with the epochs each trains for in reader mode: at the peak rate
-# BOOK_LR, the fewest that reach its test score under the old recipe (constant Adam at 0.001, 15 epochs)
-# to within 1 nat. Higher candidate peaks (0.008, 0.011) needed fewer epochs but changed the training
-# that chapters 2, 4 and 5 show, so BOOK_LR stays 0.005. Measured by benchmarks/time_to_quality.py
-# (results in benchmarks/results/time_to_quality.json; the choice is explained in benchmarks/README.md).
-BOOK_MODELS: dict[str, dict] = {
-    "ae-2d": dict(kind="ae", latent_dim=2, epochs=5),
-    "ae-20d": dict(kind="ae", latent_dim=20, epochs=5),
-    "vae-2d-nokl": dict(kind="vae", latent_dim=2, beta=0.0, epochs=6),
-    "vae-2d": dict(kind="vae", latent_dim=2, epochs=6),
-    "vae-20d-nokl": dict(kind="vae", latent_dim=20, beta=0.0, epochs=5),
-    "vae-20d": dict(kind="vae", latent_dim=20, epochs=5),
-    "conv-vae-20d": dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,), epochs=6),
+# The models the chapters share, by name: each one's recipe (the arguments of :func:`config`), the colour
+# every figure draws it in, and the words the text and the legends name it by. The epochs are those each
+# trains for in reader mode: at the peak rate BOOK_LR, the fewest that reach its test score under the old
+# recipe (constant Adam at 0.001, 15 epochs) to within 1 nat. Higher candidate peaks (0.008, 0.011) needed
+# fewer epochs but changed the training that chapters 2, 4 and 5 show, so BOOK_LR stays 0.005. Measured by
+# benchmarks/time_to_quality.py (results in benchmarks/results/time_to_quality.json; the choice is explained
+# in benchmarks/README.md).
+class BookModel(NamedTuple):
+    """One of the book's models: its ``recipe`` (keyword arguments of :func:`config`), its ``colour`` in
+    every figure, and the ``words`` that name it in the text and in legends."""
+
+    recipe: dict
+    colour: str
+    words: str
+
+
+BOOK_MODELS: dict[str, BookModel] = {
+    "ae-2d": BookModel(dict(kind="ae", latent_dim=2, epochs=5), "tab:green", "2-D autoencoder"),
+    "ae-20d": BookModel(dict(kind="ae", latent_dim=20, epochs=5), "tab:brown", "20-D autoencoder"),
+    "vae-2d-nokl": BookModel(dict(kind="vae", latent_dim=2, beta=0.0, epochs=6), "tab:red",
+                             "2-D, reconstruction only"),
+    "vae-2d": BookModel(dict(kind="vae", latent_dim=2, epochs=6), "tab:orange", "2-D, with the KL term"),
+    "vae-20d-nokl": BookModel(dict(kind="vae", latent_dim=20, beta=0.0, epochs=5), "tab:purple",
+                              "20-D, reconstruction only"),
+    "vae-20d": BookModel(dict(kind="vae", latent_dim=20, epochs=5), "tab:blue", "20-D, with the KL term"),
+    "conv-vae-20d": BookModel(dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,), epochs=6), "tab:pink",
+                              "20-D convolutional VAE"),
 }
 # Reader mode, for a recipe that names no epochs: the most an MLP above needs.
-BOOK_EPOCHS = max(spec["epochs"] for spec in BOOK_MODELS.values() if spec.get("arch", "mlp") == "mlp")
+BOOK_EPOCHS = max(m.recipe["epochs"] for m in BOOK_MODELS.values() if m.recipe.get("arch", "mlp") == "mlp")
 BOOK_LR = 5e-3          # the peak of the cosine schedule
 BOOK_SCHEDULE = "cosine"
 BOOK_BATCH_SIZE = 128
@@ -146,6 +162,54 @@ def glue(name: str, value, display: bool = False):
     return value
 
 
+_ORDINALS = {2: "half", 3: "a third", 4: "a quarter", 5: "a fifth", 6: "a sixth", 7: "a seventh", 8: "an eighth",
+             9: "a ninth", 10: "a tenth"}
+_POWERS = ["ten", "a hundred", "a thousand", "ten thousand", "a hundred thousand", "a million"]
+_PARTS = ["a tenth", "a hundredth", "a thousandth", "a ten-thousandth", "a hundred-thousandth", "a millionth"]
+_TIMES = ["", "tens of times", "hundreds of times", "thousands of times", "tens of thousands of times",
+          "hundreds of thousands of times", "millions of times"]
+
+
+def magnitude(ratio: float) -> str:
+    """Words for how large ``ratio`` (a positive number, one quantity divided by another) is, so that the
+    text never chooses them by hand: "about 3 times", "tens of thousands of times", "about a fifth",
+    "less than a thousandth". Each phrase reads before "as large" ("about a fifth as wide") and is true of
+    ``ratio`` itself: a multiple is named by its order of magnitude from 10 up, a part by the nearest
+    simple fraction from a half to a tenth (within 10%), and below that by the power of ten it is under."""
+    ratio = float(ratio)
+    if not math.isfinite(ratio) or ratio <= 0:
+        raise ValueError(f"magnitude needs a positive, finite ratio, not {ratio!r}")
+    if ratio >= 10:
+        power = min(int(math.log10(ratio)), len(_TIMES) - 1)
+        return _TIMES[power] if power < len(_TIMES) - 1 or ratio < 1e7 else "more than ten million times"
+    if ratio >= 1:
+        return f"about {ratio:.1f} times" if ratio < 3 else f"about {ratio:.0f} times"
+    parts = 1 / ratio
+    nearest = round(parts)
+    if nearest in _ORDINALS and abs(parts - nearest) <= 0.1 * nearest:
+        return f"about {_ORDINALS[nearest]}"
+    if parts < 2:
+        return f"about {ratio:.0%}"
+    power = math.ceil(math.log10(parts)) - 1  # ratio < 10 ** -power
+    if power < 1:
+        return f"about {ratio:.0%}"
+    return f"less than {_PARTS[min(power, len(_PARTS)) - 1]}"
+
+
+def clamp_words(logvar: torch.Tensor) -> str:
+    """A clause saying how many of the encoder's log-variances ``logvar`` (any shape) sit on the floor of
+    :data:`vaelib.models.LOGVAR_RANGE`, the narrowest cloud ``vaelib.VAE`` can output: such a width was set
+    by the clamp, not learned. For a sentence that starts "In this run, ..."."""
+    floor = LOGVAR_RANGE[0]
+    share = (logvar.detach() <= floor).float().mean().item()
+    where = f"the narrowest width vaelib.VAE allows, σ = exp({floor / 2:g}) ≈ {SIGMA_RANGE[0]:.2g}"
+    if share == 0:
+        return f"none of these σs has reached {where}, so every one of them is a width the encoder learned"
+    amount = f"{share:.0%}" if share >= 0.01 else f"{100 * share:.2g}%"
+    return (f"{amount} of these σs sit on {where}: there the encoder asked for a narrower cloud still, and the "
+            "clamp set the width, not training")
+
+
 def run_note(data: Dataset):
     """A line that says what this run of a chapter was built on, for its first cell's output."""
     from IPython.display import Markdown
@@ -168,7 +232,7 @@ def run_note(data: Dataset):
 
 def _reader_epochs() -> str:
     """The reader-mode epochs of the book's models, as a phrase: "8" or "6 to 8"."""
-    epochs = sorted({spec["epochs"] for spec in BOOK_MODELS.values()})
+    epochs = sorted({m.recipe["epochs"] for m in BOOK_MODELS.values()})
     return str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]} to {epochs[-1]}"
 
 
@@ -213,7 +277,7 @@ def recipe(name: str, data: Dataset) -> TrainConfig:
     with the model's epochs, or on the offline subset of MNIST the old recipe (``SUBSET_EPOCHS``)."""
     if name not in BOOK_MODELS:
         raise ValueError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
-    recipe = config(**BOOK_MODELS[name])
+    recipe = config(**BOOK_MODELS[name].recipe)
     if is_offline_subset(data) and not is_quick():
         recipe = replace(recipe, epochs=SUBSET_EPOCHS)
     return _for_data(recipe, data)

@@ -244,10 +244,11 @@ def training_curves(histories: History | dict[str, History], keys: Sequence[str]
 
 def sigma_histogram(sigmas: dict[str, torch.Tensor], bins: int = 60,
                     title: str = "Encoder standard deviations sigma",
-                    colors: dict[str, str] | None = None) -> Figure:
+                    colors: dict[str, str] | None = None, floor: float | None = None) -> Figure:
     """Histogram of sigma values (log-scaled x axis), one series per named model: light bars with a
     solid outline in the series' colour (``colors[name]``, else matplotlib's cycle), so that
-    overlapping series stay readable."""
+    overlapping series stay readable. ``floor`` (the smallest sigma the model allows,
+    :data:`vaelib.models.SIGMA_RANGE`) is marked by a dotted line."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     all_vals = torch.cat([s.flatten().cpu() for s in sigmas.values()]).clamp_min(1e-6)
     # Edges a little outside the extremes, so rounding in logspace never drops the smallest value.
@@ -258,6 +259,8 @@ def sigma_histogram(sigmas: dict[str, torch.Tensor], bins: int = 60,
         color = (colors or {}).get(name, f"C{i}")
         ax.hist(values, bins=edges, alpha=0.3, color=color, label=name)
         ax.hist(values, bins=edges, histtype="step", lw=1.5, color=color)
+    if floor is not None:
+        ax.axvline(floor, color="black", ls=":", lw=1.2, label=f"clamp floor, sigma = {floor:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("sigma (log scale)")
     ax.set_ylabel("count")
