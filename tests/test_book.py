@@ -221,3 +221,13 @@ def test_the_offline_subset_keeps_the_constant_recipe(tmp_path, mnist, tiny_conf
 def test_an_unknown_book_model_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown book model 'vae-3d'.*vae-20d"):
         vbook.model("vae-3d")
+
+
+def test_clamp_words_count_the_widths_the_clamp_set():
+    from vaelib.models import LOGVAR_RANGE
+    floor = LOGVAR_RANGE[0]
+    assert vbook.clamp_words(torch.tensor([floor - 5.0, floor + 1])).startswith("none of these") is False
+    assert vbook.clamp_words(torch.tensor([floor, floor, floor, -1.0])).startswith("75% of these σs sit on")
+    assert vbook.clamp_words(torch.tensor([floor + 0.5, -1.0])).startswith("none of these σs has reached")
+    one_in_ten_thousand = torch.cat([torch.full((1,), floor), torch.zeros(9999)])
+    assert vbook.clamp_words(one_in_ten_thousand).startswith("0.01% of these")

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from vaelib.models import SIGMA_RANGE
+
 matplotlib.use("Agg")
 
 from matplotlib.patches import Circle, Ellipse, Rectangle  # noqa: E402
@@ -213,6 +215,15 @@ def test_sigma_histogram_counts_every_value_of_each_model():
     assert len(outlines) == 2
     assert matplotlib.colors.same_color(outlines[1].get_edgecolor(), "tab:red")
     assert matplotlib.colors.same_color(ax.containers[1][0].get_facecolor()[:3], "tab:red")
+
+
+def test_sigma_histogram_marks_the_clamp_floor_where_asked():
+    sigmas = {"narrow": torch.full((30,), 1e-3)}
+    assert not plots.sigma_histogram(sigmas).axes[0].lines
+    ax = plots.sigma_histogram(sigmas, floor=SIGMA_RANGE[0]).axes[0]
+    [line] = ax.lines
+    assert line.get_xdata()[0] == pytest.approx(SIGMA_RANGE[0]) and line.get_linestyle() == ":"
+    assert any("clamp floor" in t.get_text() for t in ax.get_legend().get_texts())
 
 
 # --- the latent explorer ----------------------------------------------------------------------------

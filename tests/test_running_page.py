@@ -72,6 +72,19 @@ def test_the_numbers_are_the_results():
     assert table.count("\n") == len(running_numbers.chapter_titles()) + 2  # header, rule, chapters, total
 
 
+def test_the_page_lists_every_book_model_with_its_colour_words_and_epochs():
+    from matplotlib.colors import to_hex
+    from vaelib import book
+
+    table = running_numbers.substitutions()["run_models_table"]
+    assert "{{ run_models_table }}" in PAGE.read_text()
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(book.BOOK_MODELS)
+    for row, (name, m) in zip(rows, book.BOOK_MODELS.items()):
+        assert row.startswith(f"| `{name}` | {m.words} |") and to_hex(m.colour) in row, row
+        assert row.endswith(f"| {m.recipe['epochs']} |"), row
+
+
 def test_each_claim_is_in_the_ledger_on_the_page_and_holds():
     ledger = yaml.safe_load((ROOT / "claims" / "running.yml").read_text(encoding="utf-8"))
     prose = _prose(PAGE.read_text(encoding="utf-8"))
