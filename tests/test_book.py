@@ -226,8 +226,8 @@ def test_an_unknown_book_model_lists_the_known_ones():
 def test_clamp_words_count_the_widths_the_clamp_set():
     from vaelib.models import LOGVAR_RANGE
     floor = LOGVAR_RANGE[0]
-    assert vbook.clamp_words(torch.tensor([floor - 5.0, floor + 1])).startswith("none of these") is False
-    assert vbook.clamp_words(torch.tensor([floor, floor, floor, -1.0])).startswith("75% of these σs sit on")
-    assert vbook.clamp_words(torch.tensor([floor + 0.5, -1.0])).startswith("none of these σs has reached")
+    assert vbook.clamp_words(torch.tensor([floor - 5.0, floor + 1])).startswith("none") is False
+    assert vbook.clamp_words(torch.tensor([floor, floor, floor, -1.0])).startswith("75% of its test σs sit on that floor")
+    assert vbook.clamp_words(torch.tensor([floor + 0.5, -1.0])).startswith("none of its test σs has reached")
     one_in_ten_thousand = torch.cat([torch.full((1,), floor), torch.zeros(9999)])
-    assert vbook.clamp_words(one_in_ten_thousand).startswith("0.01% of these")
+    assert vbook.clamp_words(one_in_ten_thousand).startswith("0.01% of its")

@@ -30,7 +30,7 @@ import torch
 from vaelib.checkpoints import History, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
 from vaelib.errors import CheckpointError, DataError
-from vaelib.models import LOGVAR_RANGE, SIGMA_RANGE, Model, ModelConfig, build_model
+from vaelib.models import LOGVAR_RANGE, Model, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
 # The models the chapters share, by name: each one's recipe (the arguments of :func:`config`), the colour
@@ -197,17 +197,15 @@ def magnitude(ratio: float) -> str:
 
 
 def clamp_words(logvar: torch.Tensor) -> str:
-    """A clause saying how many of the encoder's log-variances ``logvar`` (any shape) sit on the floor of
+    """A clause saying how many of a model's log-variances ``logvar`` (any shape) sit on the floor of
     :data:`vaelib.models.LOGVAR_RANGE`, the narrowest cloud ``vaelib.VAE`` can output: such a width was set
-    by the clamp, not learned. For a sentence that starts "In this run, ..."."""
-    floor = LOGVAR_RANGE[0]
-    share = (logvar.detach() <= floor).float().mean().item()
-    where = f"the narrowest width vaelib.VAE allows, σ = exp({floor / 2:g}) ≈ {SIGMA_RANGE[0]:.2g}"
+    by the clamp, not learned. For a sentence "In this run, ..." that has just named the model and the floor."""
+    share = (logvar.detach() <= LOGVAR_RANGE[0]).float().mean().item()
     if share == 0:
-        return f"none of these σs has reached {where}, so every one of them is a width the encoder learned"
+        return "none of its test σs has reached that floor: every width is one the encoder learned"
     amount = f"{share:.0%}" if share >= 0.01 else f"{100 * share:.2g}%"
-    return (f"{amount} of these σs sit on {where}: there the encoder asked for a narrower cloud still, and the "
-            "clamp set the width, not training")
+    return (f"{amount} of its test σs sit on that floor: for those, the encoder asked for a narrower cloud "
+            "still, and the clamp, not training, set the width")
 
 
 def run_note(data: Dataset):
