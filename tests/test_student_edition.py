@@ -164,3 +164,25 @@ def test_the_makefile_builds_the_student_edition_from_the_books_execution_cache(
     assert "cp -a _build/.jupyter_cache _build/student/_build/.jupyter_cache" in recipe
     assert "VAELIB_STUDENT=1" in recipe and "finish_book,_build/student,VAELIB_STUDENT=1" in recipe
     assert "\t$(2) $(BIN)/python tools/executed_notebooks.py" in make, "the reader notebooks follow the switch"
+
+
+# --- the built books, when both are there (make book, make book-student) ------------------------------
+
+REGULAR_HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
+STUDENT_HTML = Path(os.environ.get("STUDENT_BOOK_HTML", ROOT / "_build" / "student" / "_build" / "html"))
+
+
+@pytest.mark.skipif(not (REGULAR_HTML / "chapters").is_dir() or not (STUDENT_HTML / "chapters").is_dir(),
+                    reason="build the book and its student edition first: make book-student")
+def test_the_built_student_edition_has_no_solution_and_the_regular_book_has_them_all():
+    n = sum(bool(SOLUTION.match(_text(c))) for nb in CHAPTERS for c in _chapter(nb).cells)
+    for html, expected in ((REGULAR_HTML, n), (STUDENT_HTML, 0)):
+        pages = [p.read_text(encoding="utf-8") for p in sorted((html / "chapters").glob("0*.html"))]
+        downloads = [nbformat.read(p, as_version=4) for p in sorted((html / "_sources" / "chapters").glob("0*.ipynb"))]
+        assert len(pages) == len(downloads) == len(CHAPTERS)
+        assert sum(p.count('<p class="admonition-title">Solution</p>') for p in pages) == expected, html
+        assert sum(c.source.count("<summary><b>Solution</b></summary>") for nb in downloads for c in nb.cells) \
+            == expected, html
+        assert sum(c.source.startswith("vaelib.exercises.check(") for nb in downloads for c in nb.cells) == \
+            sum(len(CHECK.findall(_text(c))) for nb in CHAPTERS for c in _chapter(nb).cells)
+        assert (html / "chapters" / "course.html").is_file()
