@@ -4,6 +4,7 @@ missing, corrupt or unwritable record is never an error."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,20 @@ def test_a_name_that_is_no_chapter_says_what_to_write(folder):
         exercises.progress("chapter three")
     with pytest.raises(ValueError, match="chapter 9 has no checked exercises"):
         exercises.progress(9)
+
+
+# --- the chapters' last cell ----------------------------------------------------------------------------
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("0*.ipynb"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_each_chapter_ends_with_a_visible_cell_that_shows_its_progress(chapter, folder):
+    cells = json.loads(chapter.read_text(encoding="utf-8"))["cells"]
+    last, number = cells[-1], chapter.name[:2]
+    assert last["cell_type"] == "code" and last["id"] == f"ch{number}-progress", chapter.name
+    assert "remove-cell" not in last["metadata"].get("tags", []) and not last["metadata"].get("jupyter")
+    code = "".join(last["source"])
+    assert code.rstrip().endswith(f'vaelib.exercises.progress("ch{number}")') and len(code.split("\n")) <= 3
+    table = exercises.progress(f"ch{number}")  # what the cell shows: this chapter's checked exercises
+    assert table.chapter == int(number) and len(table.rows) >= 2
