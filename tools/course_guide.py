@@ -104,8 +104,8 @@ EXERCISES: dict[tuple[int, int], Practice] = {
     (3, 4): Practice("code", "Splitting the encoder's output into $\\mu$ and $\\sigma$, from $\\log \\sigma^2$."),
     (3, 5): Practice("code", "Drawing $z = \\mu + \\sigma \\odot \\epsilon$ so that gradients reach $\\mu$ and "
                              "$\\log \\sigma^2$."),
-    (4, 1): Practice("experiment", "The clamp on $\\log \\sigma^2$, and the smallest $\\sigma$ the model without "
-                                   "the KL term actually outputs."),
+    (4, 1): Practice("experiment", "The clamp on $\\log \\sigma^2$: the smallest $\\sigma$ the encoder can output, "
+                                   "and how close the model without the KL term comes to it."),
     (4, 2): Practice("experiment", "Comparing $\\sigma$ with the spread of the centres $\\mu$, dimension by "
                                    "dimension."),
     (4, 3): Practice("experiment", "Scaling the codes to see why fixing $\\sigma = 1$ could not prevent the "
