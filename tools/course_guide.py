@@ -200,13 +200,13 @@ def all_exercises(root: Path = ROOT) -> list[Exercise]:
 
 def exercise_table(exercises: list[Exercise], root: Path = ROOT) -> str:
     stems = {int(nb.name[:2]): nb.stem for nb in chapter_notebooks(root)}
-    lines = ["| chapter | exercise | what it practises | kind | checked automatically |",
-             "| :--- | :--- | :--- | :--- | :--- |"]
+    lines = ["| chapter.exercise | what it practises | kind | checked automatically |",
+             "| :--- | :--- | :--- | :--- |"]
     for e in exercises:
         p = EXERCISES[(e.chapter, e.number)]
         checked = f"yes, `{e.checked}`" if e.checked else "no"
-        lines.append(f"| [{e.chapter}]({stems[e.chapter]}.ipynb) | {e.number}. {e.title} | {p.practises} | "
-                     f"{p.kind} | {checked} |")
+        lines.append(f"| [{e.chapter}.{e.number}]({stems[e.chapter]}.ipynb) {e.title} | {p.practises} | {p.kind} | "
+                     f"{checked} |")
     return "\n".join(lines)
 
 
@@ -221,17 +221,17 @@ def session_table(rows: list[dict], titles: dict[str, str]) -> str:
     if missing or [s["chapter"] for s in SESSIONS] != sorted(s["chapter"] for s in SESSIONS):
         raise CourseError(f"course_guide: SESSIONS must list every chapter once, in book order (missing: "
                           f"{sorted(missing)})")
-    lines = ["| session | chapter | learning goals | teaching | running: quick mode | running: reader mode |",
-             "| ---: | :--- | :--- | ---: | ---: | ---: |"]
+    lines = ["| session: chapter | learning goals | teaching | running: quick / reader mode |",
+             "| :--- | :--- | ---: | ---: |"]
     for number, session in enumerate(SESSIONS, 1):
         stem = session["chapter"]
         times = [_seconds(rows, stem, mode) for mode in ("quick", "reader")]
         cells = [f"{t:.0f} s" if t is not None else "not measured" for t in times]
-        lines.append(f"| {number} | [{titles[stem]}]({stem}.ipynb) | {session['goals']} | "
-                     f"{session['minutes']} min | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {number}: [{titles[stem]}]({stem}.ipynb) | {session['goals']} | "
+                     f"{session['minutes']} min | {cells[0]} / {cells[1]} |")
     totals = [sum(r["seconds"] for r in rows if r["mode"] == mode) for mode in ("quick", "reader")]
-    lines.append(f"| | **all chapters** | | {sum(s['minutes'] for s in SESSIONS) / 60:.1f} h | "
-                 f"{totals[0] / 60:.1f} min | {totals[1] / 60:.1f} min |")
+    lines.append(f"| **all chapters** | | {sum(s['minutes'] for s in SESSIONS) / 60:.1f} h | "
+                 f"{totals[0] / 60:.1f} min / {totals[1] / 60:.1f} min |")
     return "\n".join(lines)
 
 
