@@ -1,5 +1,6 @@
 # make test : every test (unit tests, notebook validation, book build, browser checks)
 # make book : the HTML book in _build/html (reader mode), with the whole book as _build/html/book.pdf
+# make book-student : the same book without the exercises' solutions, in _build/student/_build/html
 # make lab  : Jupyter Lab on the chapters
 # All create .venv and install requirements.txt on first use.
 
@@ -21,7 +22,7 @@ define drop_stale_cache
 	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
 endef
 
-.PHONY: install test unit notebooks book book-quick pdf lab browser bench clean
+.PHONY: install test unit notebooks book book-quick book-student pdf lab browser bench clean
 
 # MathJax is served from the book itself (no CDN), so math renders with no network.
 # It comes from the npm registry at a pinned version, checked against the tarball's SHA-512,
@@ -65,7 +66,7 @@ $(MATHJAX_STAMP):
 # once MathJax has typeset it; no TeX needed. intro.html is the single page (intro is the root in _toc.yml).
 # Without Chromium the book is built without its PDF (with a notice), except under CI=true; `make pdf` insists.
 define finish_book
-	$(BIN)/python tools/executed_notebooks.py $(1)/_build
+	$(2) $(BIN)/python tools/executed_notebooks.py $(1)/_build
 	$(2) $(BIN)/jupyter-book build . -W -n --keep-going --quiet --builder singlehtml --path-output $(1)
 	$(BIN)/python tools/print_pdf.py $(if $(filter true,$(CI)),,--optional) \
 	  $(1)/_build/singlehtml/intro.html $(1)/_build/html/book.pdf
@@ -82,6 +83,17 @@ book: $(STAMP) $(MATHJAX_STAMP)
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	$(call finish_book,.,TQDM_DISABLE=1)
 	@echo "Open _build/html/index.html in a browser; the whole book is _build/html/book.pdf."
+
+# The student edition: the book of `make book` without the exercises' solutions (VAELIB_STUDENT=1; the
+# exercises and their checks stay), HTML, reader notebooks and PDF. It starts from a copy of that book's
+# execution cache: leaving solutions out changes no code cell, so no notebook runs again.
+book-student: book
+	$(call drop_stale_cache,_build/student)
+	rm -rf _build/student/_build/.jupyter_cache && mkdir -p _build/student/_build
+	cp -a _build/.jupyter_cache _build/student/_build/.jupyter_cache
+	VAELIB_STUDENT=1 TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/student
+	$(call finish_book,_build/student,VAELIB_STUDENT=1 TQDM_DISABLE=1)
+	@echo "The student edition: _build/student/_build/html/index.html and _build/student/_build/html/book.pdf."
 
 # The whole-book PDF is part of the book (the HTML links to it); this target insists on it.
 pdf: book

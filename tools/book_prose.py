@@ -21,6 +21,12 @@ Jupyter Lab and Colab show it under the figure. For the book, this extension mov
 figure cell's ``mystnb.figure.caption`` (which numbers it, "Fig. 6.2") and hides the cell, when the notebook
 is read; a caption cell that does not follow a figure cell fails the build.
 
+The student edition (``VAELIB_STUDENT=1``, ``make book-student``; or ``student_edition: true`` in the Sphinx
+configuration) leaves the exercises' solutions out of the pages: when a notebook is read, each solution cell
+(``reader_notebooks.is_solution``) is emptied and hidden. Its code cells are untouched, so the book's execution
+cache still matches and the student edition runs no notebook again; the exercises and their checks stay. The
+setting is part of Sphinx's environment, so switching it makes Sphinx read every page again.
+
 Citations in the chapters are plain Markdown links, which every notebook viewer renders,
 ``[Kingma and Welling (2013)](references.md#kingma2013auto)``. The bibliography gives each entry its key as
 its anchor (``bibtex_cite_id: "{key}"`` in ``_config.yml``), and this extension tells MyST that those
@@ -37,6 +43,7 @@ from docutils import nodes
 from myst_nb.core.variables import RetrievalError, format_plain_text
 from myst_nb.ext.glue.utils import retrieve_glue_data
 from myst_nb.ext.utils import RoleBase
+from reader_notebooks import HIDDEN_TAG, is_solution
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -122,13 +129,27 @@ def captions_into_figures(nb: dict) -> dict:
     return nb
 
 
+def hide_solutions(nb: dict) -> dict:
+    """``nb`` (in place) with every solution cell emptied and tagged ``remove-cell``. The cells stay, so cell
+    numbers in messages still hold, and no code cell changes, so the execution cache still matches."""
+    for cell in nb["cells"]:
+        if is_solution(cell):
+            cell["source"] = ""
+            meta = cell.setdefault("metadata", {})
+            meta["tags"] = [*meta.get("tags", []), HIDDEN_TAG]
+    return nb
+
+
 def read_captions(app, docname: str, source: list[str]) -> None:
-    """Sphinx's ``source-read``: a notebook's caption cells become its figures' captions."""
+    """Sphinx's ``source-read``: a notebook's caption cells become its figures' captions, and in the student
+    edition its solutions are left out."""
     if not str(app.env.doc2path(docname)).endswith(".ipynb"):
         return
     try:
-        nb = json.loads(source[0])
-        source[0] = json.dumps(captions_into_figures(nb), ensure_ascii=False)
+        nb = captions_into_figures(json.loads(source[0]))
+        if app.config.student_edition:
+            hide_solutions(nb)
+        source[0] = json.dumps(nb, ensure_ascii=False)
     except ValueError as exc:
         logger.warning(f"{Path(app.env.doc2path(docname)).name}: {exc}", location=docname, type="book",
                        subtype="caption")
@@ -156,8 +177,17 @@ def colab_opens_the_reader_notebooks(app, pagename, templatename, context, doctr
                 button["url"] = button["url"].replace(f"/blob/{branch}/", f"/blob/{reader}/", 1)
 
 
+def student_edition_from_environment(app, config) -> None:
+    """``VAELIB_STUDENT=1`` (read by ``vaelib.book``) turns the student edition on."""
+    from vaelib.book import student_edition
+
+    config.student_edition = bool(config.student_edition) or student_edition()
+
+
 def setup(app):
     app.add_config_value("reader_notebooks_branch", "notebooks", "html")
+    app.add_config_value("student_edition", False, "env", types=[bool])
+    app.connect("config-inited", student_edition_from_environment)
     app.connect("html-page-context", colab_opens_the_reader_notebooks, priority=600)
     app.setup_extension("myst_nb")
     app.add_role("eval", GluedValueRole(), override=True)

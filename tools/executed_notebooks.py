@@ -19,6 +19,9 @@ the notebooks), so it runs nothing. The download is then tidied for Jupyter:
   render it: the numbers are the book's, the links point at the published book, and the Colab install
   cell installs vaelib from the commit the book was built from.
 
+In the student edition (``VAELIB_STUDENT=1``, ``make book-student``) the reader notebooks leave out the
+solutions and the hidden cells behind them (``reader_notebooks.without_solutions``).
+
 The same notebooks, in ``<build>/reader/chapters/``, are what the publishing workflow puts on the
 repository's ``notebooks`` branch, which the Colab buttons open.
 """
@@ -35,7 +38,7 @@ import nbformat
 from book_prose import CAPTION_TAG, captions_into_figures, parse
 from myst_nb.core.variables import format_plain_text
 from book_version import build_commit
-from reader_notebooks import INLINE, reader
+from reader_notebooks import INLINE, reader, without_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_PREFIX = "application/papermill.record/"
@@ -140,6 +143,9 @@ def main() -> int:
     cache = get_cache(cache_path)
     site, labels = site_url(), book_labels(args.build / "html")
     sha = (build_commit() or (None,))[0]  # the Colab install cell installs vaelib from this commit
+    from vaelib.book import student_edition
+
+    student = student_edition()
     readers = args.build / "reader"
     shutil.rmtree(readers, ignore_errors=True)
     downloads = []
@@ -149,7 +155,10 @@ def main() -> int:
             download.unlink()
             continue
         try:
-            nb = reader(executed(source, cache), site=site, labels=labels, commit=sha, name=source.name)
+            nb = executed(source, cache)
+            if student:
+                without_solutions(nb)
+            nb = reader(nb, site=site, labels=labels, commit=sha, name=source.name)
         except ValueError as exc:
             raise SystemExit(f"executed_notebooks: {exc}") from None
         nbformat.write(nb, download)
@@ -161,9 +170,11 @@ def main() -> int:
         f"Generated from commit {sha or '(unknown)'} of the book's repository by its publishing workflow, "
         "which replaces this branch whole: edit the chapters on the main branch instead. Each notebook is a "
         "chapter, executed, with its text in plain Markdown and the numbers of the book's run; its first cell "
-        "installs vaelib from that commit when it runs on Colab. The book: " + site + "\n", encoding="utf-8")
+        "installs vaelib from that commit when it runs on Colab. "
+        + ("This is the student edition: the exercises and their checks, without the solutions. " if student else "")
+        + "The book: " + site + "\n", encoding="utf-8")
     print(f"executed_notebooks: {len(downloads)} notebook downloads in {sources} (and {readers}) now hold "
-          f"their outputs, as plain-Markdown reader notebooks")
+          f"their outputs, as plain-Markdown reader notebooks" + (", without solutions" if student else ""))
     return 0
 
 

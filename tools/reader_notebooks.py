@@ -12,6 +12,11 @@ notebook those readers get, cell for cell, code untouched:
   bibliography become links to the published book;
 - the Colab install cell installs ``vaelib`` from the commit the notebook was built from, not ``main``.
 
+The student edition (``VAELIB_STUDENT=1``) leaves the solutions out: ``without_solutions(nb)`` drops each
+solution (a Markdown cell that is a ``Solution`` dropdown) and the hidden cells after the Exercises heading,
+which compute and check the numbers of the solutions and would show their code; the exercises, their stubs
+and their checks stay.
+
 Anything left that looks like MyST is an error (``leftover_myst``). A maintained Sphinx builder,
 sphinx-tojupyter 0.6, was measured first: it writes the chapters' code cells as Markdown code blocks and
 drops the hidden cells (the Colab install cell and the claim checks), so the book does not use it.
@@ -31,6 +36,9 @@ LABEL = re.compile(r"^\((?P<label>[\w-]+)\)=\s*$", re.M)
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 ADMONITIONS = {"note": "Note", "tip": "Tip", "important": "Important", "warning": "Warning"}
 COLAB_INSTALL = re.compile(r"(git\+https://[^\s\"'@]+)@[\w./-]+")
+
+EXERCISES_HEADING = re.compile(r"^## Exercises\s*$", re.M)
+HIDDEN_TAG = "remove-cell"
 
 BOOKS_NUMBERS = ("> **The numbers in this text are the book's**, from the run that built it, whose outputs "
                  "this notebook shows. Run the notebook and the outputs become yours; on another machine or "
@@ -112,6 +120,36 @@ def leftover_myst(text: str) -> list[str]:
     """Whatever in ``text`` still looks like MyST: roles, directive fences, targets."""
     return (re.findall(r"\{[\w:-]+\}`[^`]*`", text) + re.findall(r"^(?:`{3,}|:{3,})\{[\w-]+\}.*$", text, re.M)
             + re.findall(r"^\([\w-]+\)=[ \t]*$", text, re.M))
+
+
+def _text(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def is_solution(cell: dict) -> bool:
+    """True for a Markdown cell that is an exercise's solution: a collapsed ``Solution`` admonition."""
+    if cell.get("cell_type") != "markdown":
+        return False
+    lines = _text(cell).lstrip("\n").split("\n")
+    m = FENCE.match(lines[0])
+    return bool(m and m["name"] == "admonition" and m["title"].strip() == "Solution"
+                and any(OPTION.fullmatch(line) and "dropdown" in line for line in lines[1:4]))
+
+
+def behind_solutions(cells: list[dict]) -> list[int]:
+    """The hidden code cells after the Exercises heading: they compute and check the solutions' numbers."""
+    start = next((i for i, c in enumerate(cells) if c.get("cell_type") == "markdown"
+                  and EXERCISES_HEADING.search(_text(c))), len(cells))
+    return [i for i, c in enumerate(cells) if i > start and c.get("cell_type") == "code"
+            and HIDDEN_TAG in c.get("metadata", {}).get("tags", [])]
+
+
+def without_solutions(nb: dict) -> dict:
+    """``nb`` (in place) without its solutions and the hidden cells behind them, for the student edition."""
+    drop = set(behind_solutions(nb["cells"])) | {i for i, c in enumerate(nb["cells"]) if is_solution(c)}
+    nb["cells"] = [c for i, c in enumerate(nb["cells"]) if i not in drop]
+    return nb
 
 
 def reader(nb: nbformat.NotebookNode, *, site: str, labels: dict[str, str], commit: str | None,

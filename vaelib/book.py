@@ -9,7 +9,9 @@ vaelib reads an environment variable. The switches:
 - ``VAELIB_OFFLINE=1``: never try to download; use the offline copies;
 - ``VAELIB_REQUIRE_FULL_DATA=1``: the offline 5,000-digit subset of MNIST is an error instead of a fallback
   (the publishing workflow sets it, so no book is published on the subset);
-- ``TQDM_DISABLE=1``: no progress bars (the book build sets it, so no half-drawn bar lands in the HTML).
+- ``TQDM_DISABLE=1``: no progress bars (the book build sets it, so no half-drawn bar lands in the HTML);
+- ``VAELIB_STUDENT=1``: the book build makes the student edition, the HTML and the reader notebooks without
+  the exercises' solutions (``make book-student``).
 
 :func:`model` gives one of :data:`BOOK_MODELS`, trained with the book's recipe. The first chapter to
 ask trains it and later chapters load it: :func:`train_or_load` caches trained models under a key made
@@ -107,6 +109,12 @@ def require_full_data() -> bool:
 def is_offline_subset(data: Dataset) -> bool:
     """True when ``data`` is the 5,000-digit offline subset of MNIST rather than the full dataset."""
     return "offline subset" in data.source
+
+
+def student_edition() -> bool:
+    """True when ``$VAELIB_STUDENT=1``: the book is built without the exercises' solutions (the exercises and
+    their checks stay)."""
+    return _flag("VAELIB_STUDENT")
 
 
 def show_progress() -> bool:

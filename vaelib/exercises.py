@@ -16,7 +16,8 @@ a reference solution, and prints **one line**:
 chapter runs from top to bottom with its stubs unfilled, which is how the book is built and tested.
 It raises ``ValueError`` only for an exercise name it does not know. :func:`diagnose` returns the
 verdict as a :class:`Verdict` instead of printing it, and :data:`EXERCISES` lists every exercise with
-its reference solution.
+its reference solution. Each exercise that ``check`` finds correct is remembered in this environment, and
+:func:`progress` shows which ones were passed (:mod:`vaelib.progress`).
 
 A learner's function that draws random numbers without a generator gets a fixed seed for the call;
 the learner's own random state is saved before and restored after (``torch.random.fork_rng``).
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 from vaelib.errors import first_line
 from vaelib.losses import bernoulli_nll, gaussian_kl
+from vaelib.progress import progress, record_passed  # noqa: F401  (progress: for the chapters' last cell)
 
 LN2 = math.log(2)
 
@@ -97,8 +99,12 @@ def diagnose(name: str, fn: Callable | None) -> Verdict:
 
 
 def check(name: str, fn: Callable | None) -> None:
-    """Test ``fn`` as the answer to exercise ``name`` and print the verdict (one line)."""
-    print(diagnose(name, fn).message)
+    """Test ``fn`` as the answer to exercise ``name`` and print the verdict (one line); a correct answer is
+    recorded as passed (:func:`progress` shows it)."""
+    verdict = diagnose(name, fn)
+    if verdict.status == "correct":
+        record_passed(name)
+    print(verdict.message)
 
 
 # --- helpers shared by the checkers ----------------------------------------------------------------
