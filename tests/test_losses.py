@@ -218,6 +218,33 @@ def test_bernoulli_nll_matches_reference_for_grey_levels_and_huge_logits(pairs):
     np.testing.assert_allclose(nll.numpy(), ref, rtol=1e-5, atol=1e-3)
 
 
+def _entropy_floor(x: torch.Tensor) -> torch.Tensor:
+    """The lowest Bernoulli NLL of each image of grey levels ``x``: the sum of its pixels' binary entropies."""
+    return -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).flatten(1).sum(1)
+
+
+def _never_below_the_floor(nll_fn, dtype: torch.dtype) -> bool:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 28, 28, generator=g, dtype=dtype)         # grey levels
+    x[:8] = torch.round(x[:8] * 4) / 4                              # and some exact 0, 0.25, ..., 1
+    logits = [torch.randn(64, 1, 28, 28, generator=g, dtype=dtype) * scale for scale in (0.1, 1.0, 5.0)]
+    logits.append(torch.logit(x.clamp(0.01, 0.99)))                 # near the best prediction
+    return all((nll_fn(lg, x) >= _entropy_floor(x) - 1e-4).all() for lg in logits)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_nll_never_falls_below_the_entropy_of_grey_images(dtype):
+    """No prediction beats a grey pixel's binary entropy, and predicting the pixel's own value reaches it."""
+    assert _never_below_the_floor(bernoulli_nll, dtype)
+    x = torch.tensor([[0.3, 0.5, 0.9, 0.0, 1.0]], dtype=dtype)
+    eps = 1e-12 if dtype == torch.float64 else 1e-6
+    best = torch.logit(x.clamp(eps, 1 - eps))
+    torch.testing.assert_close(bernoulli_nll(best, x), _entropy_floor(x), atol=1e-4, rtol=1e-5)
+    # The test can fail: an NLL that drops the cost of the "off" outcome beats the floor on grey pixels.
+    wrong = lambda logits, x: -(x * torch.nn.functional.logsigmoid(logits)).flatten(1).sum(1)
+    assert not _never_below_the_floor(wrong, dtype)
+
+
 def test_bernoulli_nll_is_stable_at_plus_minus_1e4():
     logits = torch.tensor([[1e4, -1e4, 1e4, -1e4]])
     x = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
