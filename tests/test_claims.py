@@ -111,7 +111,7 @@ CLAIM_WORDS = re.compile(
     r"\b(falls?|falling|rises?|rising|drops?|grows?|growing|shrinks?|shrunk|lower|higher|lowest|highest|"
     r"more|less|most|fewer|almost|nearly|close to|sharper|blurry|smoothly|gradually|steeply|flat|flattens|"
     r"flattening|level|narrower|narrowest|wider|widest|larger|smaller|ends|mix|mixes|moves?|stays?|"
-    r"covers?|misses|about|tens|hundreds|thousands|most common|a little|similar|alike)\b", re.I)
+    r"covers?|misses|about|tens|hundreds|thousands|most common|a little|similar|alike|few|several|longer|shorter|longest|shortest)\b", re.I)
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
