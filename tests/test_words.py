@@ -177,3 +177,21 @@ def test_model_tokens_pick_the_most_specific_model():
     assert _model_of("ch4_epochs_vae_2d_nokl") == "vae-2d-nokl"
     assert _model_of("ch4_epochs_vae_2d") == "vae-2d"
     assert _model_of("ch5_kl") is None
+
+
+# ---- The clamp ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_every_sigma_histogram_marks_the_clamp_and_the_text_says_what_it_set(chapter):
+    """Where a chapter draws the sigmas of its models, the clamp's floor is drawn too, and the text says,
+    from the run, how many widths sit on it (vaelib.book.clamp_words), so that no clamp value passes for a
+    learned width."""
+    cells = _cells(chapter)
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    calls = [s for s in code if "sigma_histogram(" in s]
+    for source in calls:
+        assert "floor=" in source, f"{chapter.name}: a sigma histogram without the clamp's floor"
+    if calls:
+        prose = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert re.search(r"glued\.\w*clamp_words", prose), f"{chapter.name}: the text never says what the clamp set"
+        assert any("vaelib.book.clamp_words(" in s for s in code)
