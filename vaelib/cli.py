@@ -258,7 +258,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         if "iw_loglik" in m:
             print(f"  log p(x), K={m['iw_samples']:<5d}  {m['iw_loglik']:9.2f}   "
                   f"({bits_per_dim(m['iw_loglik']):.3f} bits/dim)")
-        print(f"  active units        {m['active_units']:6d} of {m['latent_dim']}")
+        if m["active_units"] is None:
+            print(f"  active units           -- of {m['latent_dim']} (need at least 2 test images)")
+        else:
+            print(f"  active units        {m['active_units']:6d} of {m['latent_dim']}")
     if args.json:
         print(json.dumps(result))
     return 0

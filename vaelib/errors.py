@@ -25,3 +25,7 @@ class TrainingDiverged(VaelibError):
 
 class DeviceError(VaelibError):
     """The device asked for (e.g. ``cuda``) does not exist on this machine."""
+
+
+class OutOfMemory(VaelibError):
+    """A model does not fit in this machine's memory."""
