@@ -11,6 +11,7 @@ import torch
 from helpers import maths, same_weights, train
 
 import vaelib.book as vbook
+from vaelib import book
 import vaelib.callbacks as vcallbacks
 from vaelib.book import train_or_load
 from vaelib.checkpoints import load_checkpoint
@@ -221,3 +222,33 @@ def test_the_offline_subset_keeps_the_constant_recipe(tmp_path, mnist, tiny_conf
 def test_an_unknown_book_model_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown book model 'vae-3d'.*vae-20d"):
         vbook.model("vae-3d")
+
+
+def test_vaelib_data_with_a_tilde_is_under_the_home_folder(tmp_path, monkeypatch, mnist, tiny_config):
+    from vaelib.training import TrainConfig as Config
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("VAELIB_DATA", "~/vdata")
+    monkeypatch.chdir(work)
+    assert book.cache_dir() == home / "vdata"
+    book.train_or_load(Config(model=tiny_config, dataset="mnist", epochs=1, n_train=128), mnist,
+                       device="cpu", progress=False)
+    assert list(work.iterdir()) == [] and len(list((home / "vdata" / "models").glob("*.pt"))) == 1
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("on", True), ("y", True), ("Yes", True), ("TRUE", True),
+                                       ("0", False), ("off", False), ("n", False), ("", False)])
+def test_switches_take_the_usual_words(monkeypatch, value, on):
+
+    monkeypatch.setenv("VAELIB_QUICK", value)
+    assert book.is_quick() is on
+
+
+@pytest.mark.parametrize("value", ["2", "enabled", "o n"])
+def test_a_switch_that_is_neither_on_nor_off_is_refused(monkeypatch, value):
+
+    monkeypatch.setenv("VAELIB_QUICK", value)
+    with pytest.raises(ValueError, match="VAELIB_QUICK.*neither on nor off"):
+        book.is_quick()

@@ -59,8 +59,16 @@ QUICK_LR, QUICK_SCHEDULE = 1e-3, "constant"  # VAELIB_QUICK=1: a few epochs on a
 SUBSET_EPOCHS = 15
 
 
+_ON, _OFF = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")
+
+
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+    """A switch: on for 1, true, yes, y or on; off for 0, false, no, n, off or unset. Anything else is
+    refused, so that a misspelt switch is never silently off."""
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _ON + _OFF:
+        raise ValueError(f"{name}={os.environ[name]!r} is neither on nor off; set it to 1 (on) or 0 (off)")
+    return value in _ON
 
 
 def is_quick() -> bool:
@@ -74,8 +82,9 @@ def dataset_name() -> str:
 
 
 def cache_dir() -> Path:
-    """Where datasets and trained models are cached: ``$VAELIB_DATA`` or ``~/.cache/vaelib``."""
-    return Path(os.environ.get("VAELIB_DATA", "") or default_root())
+    """Where datasets and trained models are cached: ``$VAELIB_DATA`` (a leading ``~`` is the home
+    folder, as in a shell) or ``~/.cache/vaelib``."""
+    return Path(os.environ.get("VAELIB_DATA", "") or default_root()).expanduser()
 
 
 def offline() -> bool:
