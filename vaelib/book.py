@@ -25,9 +25,11 @@ from pathlib import Path
 
 import torch
 
+import vaelib
 from vaelib.checkpoints import History, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
 from vaelib.errors import CheckpointError, DataError
+from vaelib.files import locked
 from vaelib.models import Model, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
@@ -261,8 +263,10 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
 
     The cache key covers the whole config and the training data, so changing anything (beta, epochs,
     the dataset, quick mode's smaller subset) trains a new model. A run that was interrupted resumes
-    from its last completed epoch. On the offline subset of MNIST a config with the book's schedule
-    trains at the constant ``QUICK_LR`` instead (see ``SUBSET_EPOCHS``).
+    from its last completed epoch. An entry written by another vaelib version is trained again. Two
+    processes asking for the same model take turns: the second waits for the first, then loads its
+    model. On the offline subset of MNIST a config with the book's schedule trains at the constant
+    ``QUICK_LR`` instead (see ``SUBSET_EPOCHS``).
     """
     if config.dataset is None:
         raise ValueError("train_or_load needs a config that names its dataset")
@@ -274,17 +278,23 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
     path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
     device = get_device(device)
     resume = None
-    if path.exists():
-        try:
-            model, resume = load_checkpoint(path, device=device)
-            if resume["epoch"] >= config.epochs:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        if path.exists():
+            try:
+                model, resume = load_checkpoint(path, device=device)
+            except CheckpointError as e:
+                print(f"vaelib: ignoring a damaged cached model ({e}); training again")
+            if resume is not None and resume["vaelib_version"] != vaelib.__version__:
+                print(f"vaelib: the cached model {path.name} was trained by vaelib {resume['vaelib_version']}, "
+                      f"this is {vaelib.__version__}; training it again")
+                resume = None
+            if resume is not None and resume["epoch"] >= config.epochs:
                 return model, resume["history"]
-        except CheckpointError as e:
-            print(f"vaelib: ignoring a damaged cached model ({e}); training again")
-            resume = None
-    if resume is None:
-        seed_everything(config.seed)
-        model = build_model(config.model)
-    history = fit(model, data, config, device=device, checkpoint=path, resume=resume,
-                  progress=show_progress() if progress is None else progress)
+        if resume is None:
+            seed_everything(config.seed)
+            model = build_model(config.model)
+        # The cache is this function's own: an entry it cannot use is replaced.
+        history = fit(model, data, config, device=device, checkpoint=path, resume=resume, overwrite=True,
+                      progress=show_progress() if progress is None else progress)
     return model, history

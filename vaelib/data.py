@@ -21,9 +21,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import os
+import io
 import struct
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from vaelib.errors import DataError, first_line
+from vaelib.errors import DataError, VaelibError, first_line
+from vaelib.files import write_atomic
 
 DATASETS = ("mnist", "fashion-mnist")
 CLASS_NAMES = {
@@ -109,6 +109,29 @@ def subset(images: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
     """``images`` restricted as :meth:`Split.subset` would."""
     idx = subset_indices(len(images), n, seed)
     return images if idx is None else images[idx]
+
+
+def fingerprint(images: torch.Tensor) -> str:
+    """Identifies a set of training images: their number and a hash of a strided sample of about 1,000
+    of them (a few milliseconds even for 60,000). The same images give the same fingerprint whether they
+    came as a :class:`Dataset` or as a bare tensor."""
+    step = max(1, len(images) // 1000)
+    sample = images[::step].detach().to("cpu", torch.float32).contiguous()
+    return f"{len(images)}:{hashlib.sha256(sample.numpy().tobytes()).hexdigest()[:16]}"
+
+
+def data_record(data: "Dataset | torch.Tensor") -> dict:
+    """What a checkpoint records of the data it was trained on: ``name`` (``None`` for bare images),
+    ``source``, ``size`` (training images) and ``fingerprint`` (:func:`fingerprint`)."""
+    if isinstance(data, Dataset):
+        return {"name": data.name, "source": data.source, "size": len(data.train),
+                "fingerprint": fingerprint(data.train.images)}
+    return {"name": None, "source": "images passed to fit", "size": len(data), "fingerprint": fingerprint(data)}
+
+
+def describe(record: dict) -> str:
+    """A data record in words: "mnist from cache (60,000 images)"."""
+    return f"{record.get('name') or 'images'} from {record.get('source')} ({record.get('size', 0):,} images)"
 
 
 def check_dataset_name(name: str) -> str:
@@ -288,21 +311,16 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
     if path.exists() and not path.with_suffix(".sha256").exists():
         print(f"vaelib: {name} was not cached: {path} is there without a checksum and was left as it is")
         return
-    tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-        tmp = None
-        path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
-    except OSError as e:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        blob = buffer.getvalue()
+        write_atomic(path, lambda f: f.write(blob))
+        digest = hashlib.sha256(blob).hexdigest()
+        write_atomic(path.with_suffix(".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    except (OSError, VaelibError) as e:
         print(f"vaelib: could not cache {name} in {root} ({e}); it will be fetched again next time")
-    finally:
-        if tmp is not None:  # a failed write leaves no half-written temporary file behind
-            Path(tmp).unlink(missing_ok=True)
 
 
 def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
