@@ -800,6 +800,19 @@ def test_a_second_ctrl_c_while_stopping_is_ignored(tmp_path, gap):
 
 # --- the environment ----------------------------------------------------------------------------------
 
+def test_a_read_only_model_cache_still_serves_its_models(tmp_path, mnist, tiny_config):
+    from vaelib.book import train_or_load
+    from vaelib.training import TrainConfig as Config
+
+    config = Config(model=tiny_config, dataset="mnist", epochs=1, n_train=128)
+    with tmpfs(tmp_path, "size=4m") as cache:
+        first, _ = train_or_load(config, mnist, cache=cache, device="cpu", progress=False)
+        subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
+        again, history = train_or_load(config, mnist, cache=cache, device="cpu", progress=False)
+        assert len(history["loss"]) == 1 and all(torch.equal(a, b) for a, b in
+                                                 zip(first.state_dict().values(), again.state_dict().values()))
+
+
 def test_a_cache_entry_from_another_vaelib_version_is_trained_again(tmp_path, mnist, tiny_config, capsys):
     import vaelib
     from vaelib.book import train_or_load

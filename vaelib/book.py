@@ -278,6 +278,9 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
     path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
     device = get_device(device)
     resume = None
+    finished = _finished(path, config, device)
+    if finished is not None:
+        return finished
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path):
         if path.exists():
@@ -298,3 +301,19 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
         history = fit(model, data, config, device=device, checkpoint=path, resume=resume, overwrite=True,
                       progress=show_progress() if progress is None else progress)
     return model, history
+
+
+def _finished(path: Path, config: TrainConfig, device: torch.device) -> tuple[Model, History] | None:
+    """The cached model at ``path`` if it is complete and of this vaelib version, read without taking
+    its lock, so that a read-only cache serves its models (a writer replaces the file in one rename, so
+    a reader never sees half of it); else ``None``."""
+    if not path.exists():
+        return None
+    try:
+        model, ckpt = load_checkpoint(path, device=device)
+    except CheckpointError:
+        return None
+    if ckpt["vaelib_version"] != vaelib.__version__ or ckpt["epoch"] < config.epochs:
+        return None
+    return model, ckpt["history"]
+
