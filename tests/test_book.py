@@ -11,6 +11,7 @@ import torch
 from helpers import maths, same_weights, train
 
 import vaelib.book as vbook
+from vaelib import book
 import vaelib.callbacks as vcallbacks
 from vaelib.book import train_or_load
 from vaelib.checkpoints import load_checkpoint
@@ -231,3 +232,32 @@ def test_clamp_words_count_the_widths_the_clamp_set():
     assert vbook.clamp_words(torch.tensor([floor + 0.5, -1.0])).startswith("none of its test σs has reached")
     one_in_ten_thousand = torch.cat([torch.full((1,), floor), torch.zeros(9999)])
     assert vbook.clamp_words(one_in_ten_thousand).startswith("0.01% of its")
+
+def test_vaelib_data_with_a_tilde_is_under_the_home_folder(tmp_path, monkeypatch, mnist, tiny_config):
+    from vaelib.training import TrainConfig as Config
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("VAELIB_DATA", "~/vdata")
+    monkeypatch.chdir(work)
+    assert book.cache_dir() == home / "vdata"
+    book.train_or_load(Config(model=tiny_config, dataset="mnist", epochs=1, n_train=128), mnist,
+                       device="cpu", progress=False)
+    assert list(work.iterdir()) == [] and len(list((home / "vdata" / "models").glob("*.pt"))) == 1
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("on", True), ("y", True), ("Yes", True), ("TRUE", True),
+                                       ("0", False), ("off", False), ("n", False), ("", False)])
+def test_switches_take_the_usual_words(monkeypatch, value, on):
+
+    monkeypatch.setenv("VAELIB_QUICK", value)
+    assert book.is_quick() is on
+
+
+@pytest.mark.parametrize("value", ["2", "enabled", "o n"])
+def test_a_switch_that_is_neither_on_nor_off_is_refused(monkeypatch, value):
+
+    monkeypatch.setenv("VAELIB_QUICK", value)
+    with pytest.raises(ValueError, match="VAELIB_QUICK.*neither on nor off"):
+        book.is_quick()

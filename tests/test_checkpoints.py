@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import same_weights, temp_files, train
 
-from vaelib.checkpoints import load_checkpoint, save_checkpoint, tensor_checksum
+from vaelib.checkpoints import checkpoint_checksum, load_checkpoint, save_checkpoint
 from vaelib.errors import CheckpointError
 from vaelib.models import Autoencoder, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit
@@ -165,7 +165,7 @@ def _rewrite(src: Path, dst: Path, edit, checksum: bool = True) -> Path:
     ckpt = torch.load(src, weights_only=True)
     edit(ckpt)
     if checksum and "checksum" in ckpt and isinstance(ckpt.get("state_dict"), dict):
-        ckpt["checksum"] = tensor_checksum(ckpt["state_dict"], ckpt.get("optimizer"))
+        ckpt["checksum"] = checkpoint_checksum(ckpt)
     torch.save(ckpt, dst)
     return dst
 

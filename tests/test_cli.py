@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from vaelib import cli
-from vaelib.checkpoints import load_checkpoint
+from vaelib.checkpoints import checkpoint_checksum, load_checkpoint
 from vaelib.errors import TrainingDiverged
 
 SMALL = ["--n-train", "256", "--latent-dim", "2", "--hidden", "32", "--no-progress"]
@@ -143,6 +143,9 @@ def test_damaged_checkpoints_are_one_line_runtime_errors(vae_ckpt, ae_ckpt, tmp_
     other_arch = tmp_path / "other_arch.pt"
     ckpt = torch.load(vae_ckpt, weights_only=True)
     ckpt["model_config"]["latent_dim"] = 7
+    torch.save(ckpt, other_arch)  # the checksum, written with the old configuration, catches the edit
+    assert_one_line_error(run_cli("evaluate", str(other_arch)), 1, "damaged", "checksum")
+    ckpt["checksum"] = checkpoint_checksum(ckpt)  # as a tool would that also rewrote the checksum
     torch.save(ckpt, other_arch)
     assert_one_line_error(run_cli("evaluate", str(other_arch)), 1, "architecture")
 

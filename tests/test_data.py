@@ -261,13 +261,18 @@ def test_damaged_cache_offline_is_removed_and_the_offline_copy_used(mirror, caps
     assert server.requests == 4
 
 
-def test_cache_without_checksum_is_not_trusted(mirror, capsys):
+def test_cache_without_checksum_is_not_trusted_nor_deleted(mirror, capsys):
     server, root = mirror
     load_dataset("mnist", root=root, verbose=False)
     (root / "mnist-v1.sha256").unlink()
+    before = (root / "mnist-v1.npz").read_bytes()
+    capsys.readouterr()
     ds = load_dataset("mnist", root=root, verbose=False)
-    assert "damaged" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no checksum" in out and "damaged" not in out
     assert ds.source == "download" and server.requests == 8
+    assert (root / "mnist-v1.npz").read_bytes() == before  # neither deleted nor replaced
+    assert not (root / "mnist-v1.sha256").exists()
 
 
 def _free_port() -> int:

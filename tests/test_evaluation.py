@@ -443,3 +443,16 @@ def test_kl_decomposition_of_a_model_splits_its_own_average_kl(mnist):
     assert again.mutual_information == pytest.approx(s.mutual_information, abs=1e-9)
     with pytest.raises(ValueError, match="needs a VAE"):
         kl_decomposition(build_model(kind="ae", latent_dim=3, hidden=(16,)), images)
+
+
+def test_active_units_need_two_images():
+    from vaelib.evaluation import active_units, evaluate
+    from vaelib.models import build_model
+
+    model = build_model(kind="vae", latent_dim=3, hidden=(8,))
+    images = torch.rand(2, 1, 28, 28)
+    assert evaluate(model, images[:1])["active_units"] is None  # a single code has no spread, not 0 of it
+    assert isinstance(evaluate(model, images)["active_units"], int)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        active_units(model, images[:1])
+

@@ -371,3 +371,65 @@ def test_the_module_documents_the_three_verdicts():
     doc = exercises.__doc__
     for phrase in ("correct: ", "not done yet: ", "not yet right: ", "never raises"):
         assert phrase in doc
+
+
+# --- the checker holds whatever the answer does --------------------------------------------------------
+
+def _kl_via_distributions(mu, logvar):
+    """A finished answer built on torch.distributions, with a step PyTorch does not implement."""
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    return q.cdf(mu) * 0 + q.entropy() * 0 + torch.distributions.Bernoulli(logits=mu).rsample()
+
+
+def test_a_not_implemented_error_from_inside_pytorch_is_not_a_stub():
+    verdict = diagnose("ch5_kl", _kl_via_distributions)
+    assert verdict.status == "wrong", verdict.message
+    assert "PyTorch raised NotImplementedError" in verdict.message
+
+
+def test_an_answer_built_on_torch_distributions_is_checked_like_any_other():
+    def kl(mu, logvar):
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+        p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+        return torch.distributions.kl_divergence(q, p).sum(1)
+
+    assert diagnose("ch5_kl", kl).status == "correct"
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_an_answer_that_changes_its_inputs_afterwards_keeps_its_verdict(name):
+    reference = EXERCISES[name].reference
+
+    def vandal(*args):
+        out = reference(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+        with torch.no_grad():
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.is_floating_point():
+                    a.mul_(2)  # after the answer was computed: it is still right
+        return out
+
+    verdict = diagnose(name, vandal)
+    assert verdict.status == "correct", verdict.message
+
+
+def test_an_answer_that_never_returns_is_stopped(monkeypatch):
+    monkeypatch.setattr(exercises, "TIME_LIMIT_S", 0.5)
+
+    def forever(mu, logvar):
+        while True:
+            try:
+                pass
+            except Exception:  # an answer's own handler cannot swallow the time limit
+                pass
+
+    verdict = diagnose("ch5_kl", forever)
+    assert verdict.status == "wrong" and "did not finish within 0.5 seconds" in verdict.message
+
+
+@pytest.mark.parametrize("stop", [lambda: __import__("sys").exit(0), lambda: exit(3)], ids=["sys.exit", "exit"])
+def test_an_answer_that_exits_is_a_wrong_answer_not_the_end(stop):
+    def answer(mu, logvar):
+        stop()
+
+    verdict = diagnose("ch5_kl", answer)
+    assert verdict.status == "wrong" and "sys.exit()" in verdict.message

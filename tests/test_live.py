@@ -246,3 +246,14 @@ def test_models_a_page_cannot_run_are_refused():
         live.figure(build_model(kind="ae", latent_dim=2, image_shape=(3, 28, 28)), codes[:, :2], labels)
     with pytest.raises(TypeError, match="Autoencoder or VAE"):
         live.figure(torch.nn.Linear(2, 784), codes[:, :2], labels)
+
+
+def test_a_live_figure_of_a_model_with_nan_weights_is_refused(mnist_small):
+    from vaelib.evaluation import encode_mean
+
+    model = build_model(kind="ae", latent_dim=2, hidden=(32,))
+    codes = encode_mean(model, mnist_small[:200])
+    with torch.no_grad():
+        model.decoder[0][0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        live.figure(model, codes, torch.zeros(200, dtype=torch.long))

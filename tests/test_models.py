@@ -217,3 +217,40 @@ def test_the_vae_terms_are_the_elbo_at_one_reparameterized_sample(x):
     torch.testing.assert_close(terms.sigma, torch.exp(0.5 * logvar).mean(1))
     torch.testing.assert_close(terms.loss, terms.recon + 0.5 * terms.kl)
     torch.testing.assert_close(vae.code(x), mu)
+
+
+def test_build_model_applies_settings_given_with_a_preset():
+    model = build_model("vae-784-400-20", latent_dim=2)
+    assert model.config.latent_dim == 2 and model.config.hidden == (400,)
+    assert model.sample(3).shape == (3, 1, 28, 28) and model.encode(torch.rand(1, 1, 28, 28))[0].shape == (1, 2)
+    with pytest.raises(TypeError, match="unknown model settings"):
+        build_model("vae-784-400-20", latent=2)
+
+
+def test_a_model_too_large_for_memory_is_an_out_of_memory_error(monkeypatch):
+    """The allocator's own failure, raised by a real allocation: PyTorch's error names no setting."""
+    from vaelib.errors import OutOfMemory
+
+    real = torch.nn.Linear.__init__
+
+    def fails_to_allocate(self, a, b, *args, **kwargs):
+        if a * b > 10**6:
+            torch.empty(2**62, dtype=torch.uint8)  # more than any machine has: the allocator refuses
+        real(self, a, b, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", fails_to_allocate)
+    with pytest.raises(OutOfMemory, match="more than this machine's memory holds"):
+        build_model(kind="vae", latent_dim=2, hidden=(4096,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_images_of_another_float_type_are_a_clear_error(dtype, mnist_small):
+    from vaelib.evaluation import evaluate
+    from vaelib.training import fit
+
+    model = build_model(kind="vae", latent_dim=2, hidden=(8,))
+    images = mnist_small[:64].to(dtype)
+    with pytest.raises(ValueError, match=f"dtype torch.float32.*got {dtype}"):
+        fit(model, images, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=f"got {dtype}"):
+        evaluate(model, images)

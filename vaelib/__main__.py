@@ -1,3 +1,3 @@
 from vaelib.cli import main
 
-raise SystemExit(main())
+raise SystemExit(main(program=True))

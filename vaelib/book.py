@@ -29,9 +29,11 @@ from typing import NamedTuple
 
 import torch
 
+import vaelib
 from vaelib.checkpoints import History, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
 from vaelib.errors import CheckpointError, DataError
+from vaelib.files import locked
 from vaelib.models import LOGVAR_RANGE, Model, ModelConfig, build_model
 from vaelib.training import TrainConfig, fit, get_device, seed_everything
 
@@ -77,8 +79,16 @@ QUICK_LR, QUICK_SCHEDULE = 1e-3, "constant"  # VAELIB_QUICK=1: a few epochs on a
 SUBSET_EPOCHS = 15
 
 
+_ON, _OFF = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")
+
+
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+    """A switch: on for 1, true, yes, y or on; off for 0, false, no, n, off or unset. Anything else is
+    refused, so that a misspelt switch is never silently off."""
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _ON + _OFF:
+        raise ValueError(f"{name}={os.environ[name]!r} is neither on nor off; set it to 1 (on) or 0 (off)")
+    return value in _ON
 
 
 def is_quick() -> bool:
@@ -92,8 +102,9 @@ def dataset_name() -> str:
 
 
 def cache_dir() -> Path:
-    """Where datasets and trained models are cached: ``$VAELIB_DATA`` or ``~/.cache/vaelib``."""
-    return Path(os.environ.get("VAELIB_DATA", "") or default_root())
+    """Where datasets and trained models are cached: ``$VAELIB_DATA`` (a leading ``~`` is the home
+    folder, as in a shell) or ``~/.cache/vaelib``."""
+    return Path(os.environ.get("VAELIB_DATA", "") or default_root()).expanduser()
 
 
 def offline() -> bool:
@@ -322,8 +333,10 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
 
     The cache key covers the whole config and the training data, so changing anything (beta, epochs,
     the dataset, quick mode's smaller subset) trains a new model. A run that was interrupted resumes
-    from its last completed epoch. On the offline subset of MNIST a config with the book's schedule
-    trains at the constant ``QUICK_LR`` instead (see ``SUBSET_EPOCHS``).
+    from its last completed epoch. An entry written by another vaelib version is trained again. Two
+    processes asking for the same model take turns: the second waits for the first, then loads its
+    model. On the offline subset of MNIST a config with the book's schedule trains at the constant
+    ``QUICK_LR`` instead (see ``SUBSET_EPOCHS``).
     """
     if config.dataset is None:
         raise ValueError("train_or_load needs a config that names its dataset")
@@ -335,17 +348,42 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
     path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
     device = get_device(device)
     resume = None
-    if path.exists():
-        try:
-            model, resume = load_checkpoint(path, device=device)
-            if resume["epoch"] >= config.epochs:
+    finished = _finished(path, config, device)
+    if finished is not None:
+        return finished
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        if path.exists():
+            try:
+                model, resume = load_checkpoint(path, device=device)
+            except CheckpointError as e:
+                print(f"vaelib: ignoring a damaged cached model ({e}); training again")
+            if resume is not None and resume["vaelib_version"] != vaelib.__version__:
+                print(f"vaelib: the cached model {path.name} was trained by vaelib {resume['vaelib_version']}, "
+                      f"this is {vaelib.__version__}; training it again")
+                resume = None
+            if resume is not None and resume["epoch"] >= config.epochs:
                 return model, resume["history"]
-        except CheckpointError as e:
-            print(f"vaelib: ignoring a damaged cached model ({e}); training again")
-            resume = None
-    if resume is None:
-        seed_everything(config.seed)
-        model = build_model(config.model)
-    history = fit(model, data, config, device=device, checkpoint=path, resume=resume,
-                  progress=show_progress() if progress is None else progress)
+        if resume is None:
+            seed_everything(config.seed)
+            model = build_model(config.model)
+        # The cache is this function's own: an entry it cannot use is replaced.
+        history = fit(model, data, config, device=device, checkpoint=path, resume=resume, overwrite=True,
+                      progress=show_progress() if progress is None else progress)
     return model, history
+
+
+def _finished(path: Path, config: TrainConfig, device: torch.device) -> tuple[Model, History] | None:
+    """The cached model at ``path`` if it is complete and of this vaelib version, read without taking
+    its lock, so that a read-only cache serves its models (a writer replaces the file in one rename, so
+    a reader never sees half of it); else ``None``."""
+    if not path.exists():
+        return None
+    try:
+        model, ckpt = load_checkpoint(path, device=device)
+    except CheckpointError:
+        return None
+    if ckpt["vaelib_version"] != vaelib.__version__ or ckpt["epoch"] < config.epochs:
+        return None
+    return model, ckpt["history"]
+

@@ -1,12 +1,14 @@
 """Checkpoints: written atomically, read safely, checked for damage.
 
 A checkpoint is one ``torch.save`` zip holding the model's configuration and weights, the training
-configuration that was really used, the per-epoch history and, when training can continue, the
-optimizer's state, with a SHA-256 checksum of every tensor in it.
+configuration that was really used, the data it was trained on (name, source, size and a fingerprint of
+the images), the per-epoch history and, when training can continue, the optimizer's state, with a
+SHA-256 checksum of all of it.
 
-:func:`save_checkpoint` writes to a temporary file in the same folder and renames it into place, so a
-crash leaves the previous checkpoint (or none), never half a file. Ctrl-C or SIGTERM during the write is
-held back until the write is done, so an interrupt never damages a save. :func:`load_checkpoint` reads
+:func:`save_checkpoint` writes through :func:`vaelib.files.write_atomic`: a temporary file in the same
+folder renamed into place, so a crash leaves the previous checkpoint (or none), never half a file; only a
+regular file, through symlinks, keeping its mode, under the file's lock. Ctrl-C, SIGTERM or SIGHUP during
+the write is held back until the write is done, so an interrupt never damages a save. :func:`load_checkpoint` reads
 with ``torch.load(weights_only=True)``, so a file that carries pickled code is refused and its code never
 runs; then it checks every field and the checksum.
 """
@@ -28,15 +30,16 @@ from typing import Any, Iterator
 import torch
 
 import vaelib
-from vaelib.errors import CheckpointError, first_line
+from vaelib.errors import CheckpointError, OutputError, VaelibError, first_line
+from vaelib.files import target, write_atomic
 from vaelib.models import Model, ModelConfig, build_model
 
-# Format 3: no RNG state (fit reseeds its noise every epoch), and a checksum of the tensors.
-CHECKPOINT_FORMAT = 3
+# Format 4: the data trained on, and a checksum of every field (format 3's covered the tensors only).
+CHECKPOINT_FORMAT = 4
 History = dict[str, list]
 FIELDS = {"format_version": int, "vaelib_version": str, "model_config": dict, "train_config": dict,
-          "history": dict, "epoch": int, "state_dict": dict, "optimizer": (dict, type(None)),
-          "checksum": str}
+          "data": (dict, type(None)), "history": dict, "epoch": int, "state_dict": dict,
+          "optimizer": (dict, type(None)), "checksum": str}
 
 
 def tensor_checksum(*objects: Any) -> str:
@@ -63,6 +66,11 @@ def tensor_checksum(*objects: Any) -> str:
     return h.hexdigest()
 
 
+def checkpoint_checksum(ckpt: dict) -> str:
+    """The checksum of every field of a checkpoint but the checksum itself."""
+    return tensor_checksum({k: v for k, v in ckpt.items() if k != "checksum"})
+
+
 def checkpoint_bytes(model: torch.nn.Module) -> int:
     """About how large a checkpoint of ``model`` with Adam's state is: three copies of the weights."""
     return 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + 1_000_000
@@ -70,34 +78,44 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
 
 def check_writable(path: str | Path, n_bytes: int = 0) -> Path:
     """Check, before any training, that a checkpoint of about ``n_bytes`` can be written to ``path``:
-    not a folder, in a folder that exists (or can be made) and takes new files, with room for the
-    temporary copy. Raises :class:`~vaelib.errors.CheckpointError` saying what to change."""
+    a regular file or none (not a folder, a device or a FIFO), in a folder that exists (or can be made)
+    and takes new files, with room for two copies: every save after the first writes the new checkpoint
+    beside the old one before it replaces it. Raises :class:`~vaelib.errors.CheckpointError` saying what
+    to change."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name for the checkpoint, e.g. {path / 'vae.pt'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        real = target(path)
+    except OutputError as e:
+        raise CheckpointError(f"{e} (for the checkpoint)".replace("choose another path",
+                                                                  "choose another --out")) from None
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise CheckpointError(f"cannot write a checkpoint in {path.parent}: {e.strerror or e}; "
+        raise CheckpointError(f"cannot write a checkpoint in {real.parent}: {e.strerror or e}; "
                               "choose another --out") from None
-    free = shutil.disk_usage(path.parent).free
-    if free < n_bytes:
-        raise CheckpointError(f"only {free / 1e6:.1f} MB free in {path.parent}, and a checkpoint needs "
-                              f"about {n_bytes / 1e6:.1f} MB; free some space or choose another --out")
+    old = real.stat().st_size if real.is_file() else 0
+    needed = max(n_bytes, 2 * n_bytes - old)  # the old file's room is reused once it is replaced
+    free = shutil.disk_usage(real.parent).free
+    if free < needed:
+        raise CheckpointError(f"only {free / 1e6:.1f} MB free in {real.parent}, and saving a checkpoint "
+                              f"needs about {needed / 1e6:.1f} MB (the new copy beside the old); free some "
+                              "space or choose another --out")
     return path
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back until the block is done, then deliver them (main thread only)."""
+    """Hold Ctrl-C, SIGTERM and SIGHUP back until the block is done, then deliver the first (main thread
+    only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    signals = [signal.SIGINT] + [getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                                 if hasattr(signal, name)]
     previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals}
     try:
         yield
@@ -113,9 +131,11 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def save_checkpoint(path: str | Path, model: Model, history: History, config: Any,
-                    optimizer: torch.optim.Optimizer | None = None, epoch: int | None = None) -> Path:
-    """Write ``model``, its ``history`` and its training ``config`` (a
-    :class:`~vaelib.training.TrainConfig`) to ``path`` atomically; return the path.
+                    optimizer: torch.optim.Optimizer | None = None, epoch: int | None = None,
+                    data: dict | None = None) -> Path:
+    """Write ``model``, its ``history``, its training ``config`` (a
+    :class:`~vaelib.training.TrainConfig`) and a record of its ``data`` (see
+    :func:`vaelib.data.data_record`) to ``path`` atomically; return the path.
 
     A failed write raises :class:`~vaelib.errors.CheckpointError` and leaves the previous checkpoint as
     it was. Temporary files that a killed run left beside ``path`` are removed first.
@@ -128,31 +148,21 @@ def save_checkpoint(path: str | Path, model: Model, history: History, config: An
         "vaelib_version": vaelib.__version__,
         "model_config": model.config.to_dict(),
         "train_config": config.to_dict(),
+        "data": data,
         "history": history,
         "epoch": len(history["loss"]) if epoch is None else epoch,
         "state_dict": state,
         "optimizer": optimizer_state,
-        "checksum": tensor_checksum(state, optimizer_state),
     }
-    tmp = None
+    payload["checksum"] = checkpoint_checksum(payload)
     try:
         with interrupts_deferred():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = None
+            write_atomic(path, lambda f: torch.save(payload, f))
+    except OutputError as e:
+        raise CheckpointError(f"could not write the checkpoint: {e}") from None
     except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
         raise CheckpointError(f"could not write the checkpoint {path}: {_reason(e)}; the previous "
                               "checkpoint, if any, is kept") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -164,23 +174,27 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     checksum that does not match, another architecture, another model kind) raises
     :class:`~vaelib.errors.CheckpointError` with what to do.
     """
-    from vaelib.training import TrainConfig
+    from vaelib.training import TrainConfig, get_device
 
+    device = get_device(device or "cpu")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one with "
                               f"`python -m vaelib train --out {path}`")
     damaged = f"{path} is damaged, truncated or not a PyTorch checkpoint and cannot be read"
     retrain = "; retrain it or restore a good copy"
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # every checkpoint torch.save writes is a zip archive
-            raise CheckpointError(damaged + retrain)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # every checkpoint torch.save writes is a zip archive
+                raise CheckpointError(damaged + retrain)
+            f.seek(0)
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path} holds pickled Python objects, not just weights and numbers; "
                               "it was refused and none of its code was run. Use a checkpoint "
                               "written by vaelib") from None
+    except (PermissionError, IsADirectoryError) as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}; check its permissions") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             AttributeError, IndexError, TypeError):
         raise CheckpointError(damaged + retrain) from None
@@ -195,9 +209,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
             raise CheckpointError(f"{path} is damaged: it has no {key!r}{retrain}")
         if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
             raise CheckpointError(f"{path} is damaged: its {key!r} is a {type(ckpt[key]).__name__}{retrain}")
-    if ckpt["checksum"] != tensor_checksum(ckpt["state_dict"], ckpt["optimizer"]):
-        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum written with "
-                              f"them{retrain}")
+    if ckpt["checksum"] != checkpoint_checksum(ckpt):
+        raise CheckpointError(f"{path} is damaged: its contents (weights, configuration or history) do not "
+                              f"match the checksum written with them{retrain}")
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
         TrainConfig.from_dict(ckpt["train_config"])
@@ -208,9 +222,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
         names = {"ae": "an autoencoder", "vae": "a VAE"}
         raise CheckpointError(f"{path} holds {names[config.kind]}, but this needs "
                               f"{names[expect_kind]}; train one with --model {expect_kind}")
-    model = build_model(config)
+    # The architecture is built on the meta device first, with no memory, and compared with the weights,
+    # so a configuration that names huge layers the weights do not have allocates nothing.
+    with torch.device("meta"):
+        skeleton = build_model(config)
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if shapes != {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None
+                  for k, v in ckpt["state_dict"].items()}:
+        raise CheckpointError(f"{path}: its weights do not fit the architecture it names (made for "
+                              "another model or edited?)")
     try:
+        model = build_model(config)
         model.load_state_dict(ckpt["state_dict"])
+    except VaelibError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     except (RuntimeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: its weights do not fit the architecture it names (made for "
                               f"another model or edited?): {first_line(e)}") from None

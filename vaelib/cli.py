@@ -1,12 +1,15 @@
 """The command line: ``python -m vaelib {train,evaluate,sample,bench}``.
 
-Errors are one line with no traceback: exit code 2 for usage errors, 1 for runtime errors.
+Errors are one line with no traceback: exit code 2 for usage errors, 1 for runtime errors. Ctrl-C exits
+with 130, SIGTERM with 143 and SIGHUP (the terminal closed) with 129, each after the save under way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -16,6 +19,7 @@ from pathlib import Path
 from vaelib.book import BOOK_BATCH_SIZE, BOOK_LR, BOOK_SCHEDULE
 from vaelib.data import DATASETS
 from vaelib.errors import TrainingDiverged, VaelibError
+from vaelib.files import locked
 from vaelib.models import ARCHS, KINDS
 from vaelib.training import SCHEDULES
 
@@ -27,11 +31,45 @@ class UsageError(VaelibError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C."""
+    """SIGTERM or SIGHUP, handled like Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
-def _terminate(signum, frame):
-    raise Terminated
+# How each stop is told and its exit code (128 + the signal's number, as a shell reports it).
+STOPS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+if hasattr(signal, "SIGHUP"):
+    STOPS[signal.SIGHUP] = ("hung up (the terminal closed)", 129)
+_stopping = False
+
+
+def _stop(signum, frame):
+    """The first Ctrl-C, SIGTERM or SIGHUP stops the run; those that come while it is stopping are
+    ignored, so that the stop (the save under way, the message) is never itself broken off."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+def _how(e: KeyboardInterrupt) -> tuple[str, int]:
+    return STOPS[e.signum if isinstance(e, Terminated) else signal.SIGINT]
+
+
+def _device(text: str) -> str:
+    """A --device value this vaelib knows (cpu, cuda, cuda:N); whether the machine has it is checked later."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"vaelib runs on cpu or cuda, not {text!r}")
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-train", type=_positive_int, default=None,
                    help="train on a fixed random subset of this many images")
     t.add_argument("--seed", type=_int(0, MAX_SEED), default=None, help="default: 0")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--out", type=Path, default=None,
                    help="checkpoint path (default: MODEL-DATASET.pt, or the --resume path)")
     t.add_argument("--resume", type=Path, default=None,
@@ -127,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="training speed against the common recipe and the roofline")
     b.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     b.add_argument("--epochs", type=_positive_int, default=1)
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", type=_device, default="cpu")
     b.add_argument("--n-train", type=_positive_int, default=None, help="time on a subset only")
     b.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     return parser
@@ -139,6 +177,22 @@ NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": 
 
 
 def _train(args: argparse.Namespace) -> int:
+    from vaelib import book
+    from vaelib.checkpoints import check_writable
+    from vaelib.training import get_device
+
+    device = get_device(args.device)
+    out = args.out or args.resume
+    if out is None:
+        out = Path(f"{args.model or 'vae'}-{args.dataset or book.dataset_name()}.pt")
+    # The run holds its checkpoint's lock from before it reads a checkpoint to resume until it ends, so a
+    # second run of the same file is refused rather than training on a copy that the first replaces.
+    check_writable(out)
+    with locked(out, wait=False):
+        return _train_locked(args, device, out)
+
+
+def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
     from tqdm.auto import tqdm
 
     from vaelib import book
@@ -146,14 +200,12 @@ def _train(args: argparse.Namespace) -> int:
     from vaelib.checkpoints import interrupts_deferred, load_checkpoint
     from vaelib.evaluation import evaluate
     from vaelib.models import ModelConfig, build_model
-    from vaelib.training import TrainConfig, fit, get_device, seed_everything
+    from vaelib.training import TrainConfig, fit, seed_everything
 
-    device = get_device(args.device)
     resume = None
     if args.resume is not None:
         model, resume = load_checkpoint(args.resume, device=device, expect_kind=args.model)
         config = _resumed_config(args, TrainConfig.from_dict(resume["train_config"]))
-        out = args.out or args.resume
         if resume["epoch"] >= config.epochs:
             print(f"{args.resume} already holds {resume['epoch']} epochs; pass --epochs N (more than "
                   f"{resume['epoch']}) to train further")
@@ -166,7 +218,6 @@ def _train(args: argparse.Namespace) -> int:
             dataset=args.dataset or book.dataset_name(), epochs=args.epochs or 10,
             batch_size=given["batch_size"], lr=given["lr"], beta=given["beta"], seed=given["seed"],
             n_train=given["n_train"], schedule=given["schedule"])
-        out = args.out or Path(f"{config.model.kind}-{config.dataset}.pt")
         seed_everything(config.seed)
         model = build_model(config.model)
     if out.is_file() and out != args.resume and not args.overwrite:
@@ -174,7 +225,7 @@ def _train(args: argparse.Namespace) -> int:
                          "another --out, or pass --overwrite to replace it")
 
     data = book.dataset(config.dataset)
-    saver = SaveCheckpoint(out, config)
+    saver = SaveCheckpoint(out, config, overwrite=args.overwrite, resume=resume)
 
     def report(epoch: int, history: dict) -> None:
         with interrupts_deferred():  # Ctrl-C inside tqdm.write would leave tqdm's lock broken
@@ -194,14 +245,14 @@ def _train(args: argparse.Namespace) -> int:
         history = fit(model, data, config, device=device, resume=resume, callbacks=[saver, OnEpoch(report)],
                       progress=not args.no_progress and book.show_progress())
     except KeyboardInterrupt as e:
-        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        how, code = _how(e)
         start = out if saver.last_saved else args.resume
-        hint = f"; continue with: python -m vaelib train --resume {start} --epochs {config.epochs}" \
-            if start is not None else ""
-        print(f"\n{how}: {kept()}{hint}", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        hint = f"; continue with: python -m vaelib train --resume {shlex.quote(str(start))} " \
+            f"--epochs {config.epochs}" if start is not None else ""
+        _tell(f"\n{how}: {kept()}{hint}")
+        return code
     except TrainingDiverged as e:
-        print(f"{_prog()}: error: training diverged: {e}; {kept()}", file=sys.stderr)
+        _tell(f"{_prog()}: error: training diverged: {e}; {kept()}")
         return RUNTIME
 
     metrics = evaluate(model, data.test.images)
@@ -221,8 +272,15 @@ def _resumed_config(args: argparse.Namespace, config):
              "hidden": list(config.model.hidden), "dataset": config.dataset, "beta": config.beta,
              "batch_size": config.batch_size, "n_train": config.n_train, "seed": config.seed,
              "schedule": config.schedule}
+    if config.dataset is None:  # trained on images passed to fit: the checkpoint's data record decides
+        if args.dataset is None:
+            raise UsageError(f"{args.resume} does not record which dataset it was trained on; pass the one "
+                             "it was, --dataset mnist or --dataset fashion-mnist")
+        config = replace(config, dataset=args.dataset)
     for name, kept in fixed.items():
         asked = getattr(args, name)
+        if name == "dataset" and kept is None:
+            continue
         if asked is not None and asked != kept:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} cannot change when resuming ({args.resume} was trained with "
@@ -258,7 +316,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         if "iw_loglik" in m:
             print(f"  log p(x), K={m['iw_samples']:<5d}  {m['iw_loglik']:9.2f}   "
                   f"({bits_per_dim(m['iw_loglik']):.3f} bits/dim)")
-        print(f"  active units        {m['active_units']:6d} of {m['latent_dim']}")
+        if m["active_units"] is None:
+            print(f"  active units           -- of {m['latent_dim']} (need at least 2 test images)")
+        else:
+            print(f"  active units        {m['active_units']:6d} of {m['latent_dim']}")
     if args.json:
         print(json.dumps(result))
     return 0
@@ -269,18 +330,25 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from vaelib.checkpoints import load_checkpoint
+    from vaelib.files import target, write_atomic
     from vaelib.plots import image_grid
     from vaelib.training import get_device
 
+    # The image is written to exactly --out, in the format its suffix names (PNG without one).
+    target(args.out)  # a folder or a device is refused before any work
+    fmt = args.out.suffix[1:].lower() or "png"
+    if fmt not in FigureCanvasAgg.get_supported_filetypes():
+        raise UsageError(f"cannot write a {fmt!r} image; end --out with .png, .pdf, .svg or .jpg")
     model, _ = load_checkpoint(args.checkpoint, device=get_device())
     images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
     fig = image_grid(images, nrow=min(8, args.n), title=f"{args.n} samples from N(0, I)")
     try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.out, dpi=100)
-    except (OSError, ValueError) as e:
-        raise VaelibError(f"could not write {args.out}: {e}") from None
+        write_atomic(args.out, lambda f: fig.savefig(f, dpi=100, format=fmt))
+    except OSError as e:
+        raise VaelibError(f"could not write {args.out}: {e.strerror or e}; any image there is kept") from None
     print(f"wrote {args.n} samples to {args.out}")
     return 0
 
@@ -300,25 +368,89 @@ def _prog() -> str:
     return "python -m vaelib"
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Output:
+    """Standard output while a command runs. A reader that goes away (``| head -1``) stops the printing,
+    not the command; a write that fails (a full disk) stops it too, and the command then ends with that
+    error. Either way the real standard output is pointed at /dev/null, so that the interpreter's own
+    flush at exit cannot fail again."""
+
+    def __init__(self, stream) -> None:
+        self.original, self.stream, self.error = stream, stream, None
+
+    def write(self, text: str) -> int:
+        if self.stream is not None:
+            try:
+                return self.stream.write(text)
+            except OSError as e:
+                self._lost(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.flush()
+            except OSError as e:
+                self._lost(e)
+
+    def _lost(self, e: OSError) -> None:
+        if not isinstance(e, BrokenPipeError):
+            self.error = self.error or e
+        self.stream = None
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.original.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no file behind it (output captured in a test)
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.original, name)
+
+
+def _tell(text: str) -> None:
+    """A message on standard error, which may itself be gone (the terminal closed)."""
+    try:
+        print(text, file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None, *, program: bool = False) -> int:
+    """Run the command line; return the exit code. With ``program=True`` (``python -m vaelib``) Ctrl-C,
+    SIGTERM and SIGHUP are ignored once the command is done: the exit that follows (PyTorch's teardown
+    takes up to a second) is then never broken off by a traceback or a kill with another exit code."""
+    global _stopping
     args = build_parser().parse_args(argv)
     commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "bench": _bench}
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    else:
-        previous = None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        _stopping = False
+        previous = {s: signal.signal(s, _stop) for s in STOPS}
+    output = sys.stdout = _Output(sys.stdout)
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        output.flush()
+        if output.error is not None:
+            _tell(f"{_prog()}: error: could not write the output: {output.error.strerror or output.error}")
+            return RUNTIME
+        return code
     except UsageError as e:
-        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        _tell(f"{_prog()}: error: {e}")
         return USAGE
     except (VaelibError, ValueError) as e:
-        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        _tell(f"{_prog()}: error: {e}")
         return RUNTIME
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
-        print(f"\n{'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if terminated else 130
+        how, code = _how(e)
+        _tell(f"\n{how}")
+        return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        output.flush()
+        sys.stdout = output.original
+        if program:
+            for s in previous:  # SIG_IGN, not a Python handler: the interpreter's teardown keeps it
+                signal.signal(s, signal.SIG_IGN)
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

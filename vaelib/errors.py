@@ -25,3 +25,11 @@ class TrainingDiverged(VaelibError):
 
 class DeviceError(VaelibError):
     """The device asked for (e.g. ``cuda``) does not exist on this machine."""
+
+
+class OutputError(VaelibError):
+    """A file cannot be written where it was asked for: not a regular file, or another run is writing it."""
+
+
+class OutOfMemory(VaelibError):
+    """A model does not fit in this machine's memory."""

@@ -99,8 +99,10 @@ def active_units(model: Model, images: torch.Tensor, threshold: float = 0.01) ->
     """Active units (Burda et al. 2015): dimension u is active if Cov_x(E_q[z_u]) > ``threshold``.
 
     Returns ``(count, variance_per_dim)``. A dimension whose posterior mean ignores the input has
-    collapsed to the prior and carries no information.
+    collapsed to the prior and carries no information. A variance needs at least two images.
     """
+    if len(images) < 2:
+        raise ValueError(f"active units need the spread of the codes over at least 2 images, got {len(images)}")
     var = encode_mean(model, images).var(0)
     return int((var > threshold).sum()), var
 
@@ -112,7 +114,8 @@ def evaluate(model: Model, images: torch.Tensor, *, beta: float = 1.0, iw_sample
     (``model.loss_terms``, one sample of z per image, seeded by ``seed``).
 
     Every model: ``recon``, ``kl``, ``elbo``, ``loss`` (recon + beta * kl), ``latent_dim`` and ``n``.
-    A VAE also gets ``active_units`` and, when ``iw_samples > 0``, ``iw_loglik``. For an autoencoder
+    A VAE also gets ``active_units`` (``None`` for a single image, which has no spread) and, when
+    ``iw_samples > 0``, ``iw_loglik``. For an autoencoder
     ``kl`` is 0 and ``elbo`` is not a bound on anything: it is left out.
     """
     _check_batches(images, batch_size)
@@ -132,7 +135,7 @@ def evaluate(model: Model, images: torch.Tensor, *, beta: float = 1.0, iw_sample
     loss, recon, kl, iw = (sums / n).tolist()
     result = {"loss": loss, "recon": recon, "kl": kl, "latent_dim": model.config.latent_dim, "n": n}
     if model.variational:
-        result.update(elbo=-(recon + kl), active_units=active_units(model, images)[0])
+        result.update(elbo=-(recon + kl), active_units=active_units(model, images)[0] if n >= 2 else None)
         if iw_samples:
             result.update(iw_loglik=iw, iw_samples=iw_samples)
     return result

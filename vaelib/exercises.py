@@ -20,13 +20,20 @@ its reference solution. Each exercise that ``check`` finds correct is remembered
 :func:`progress` shows which ones were passed (:mod:`vaelib.progress`).
 
 A learner's function that draws random numbers without a generator gets a fixed seed for the call;
-the learner's own random state is saved before and restored after (``torch.random.fork_rng``).
+the learner's own random state is saved before and restored after (``torch.random.fork_rng``). It gets
+copies of the checker's tensors, so an answer that changes its inputs in place cannot change the
+verdict; it has ``TIME_LIMIT_S`` seconds per call (in the main thread), and a ``sys.exit()`` in it is
+a wrong answer rather than the end of the notebook.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -37,6 +44,7 @@ from vaelib.losses import bernoulli_nll, gaussian_kl
 from vaelib.progress import progress, record_passed  # noqa: F401  (progress: for the chapters' last cell)
 
 LN2 = math.log(2)
+TIME_LIMIT_S = 20.0  # per call of a learner's function; the reference solutions take well under a second
 
 
 class Verdict(NamedTuple):
@@ -113,14 +121,60 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class _TimeUp(BaseException):
+    """The learner's function ran past ``TIME_LIMIT_S`` (a BaseException, so that its own
+    ``except Exception`` cannot swallow it)."""
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the block after ``seconds`` with a real timer signal (main thread only, where signals
+    are delivered; elsewhere there is no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+_TORCH = str(Path(torch.__file__).parent)
+
+
+def _raised_in_torch(e: BaseException) -> bool:
+    """Whether ``e`` was raised inside PyTorch (say torch.distributions) rather than by the stub itself."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_TORCH)
+
+
 def _call(fn: Callable, *args, seed: int = 0, hints: dict[str, str] | None = None):
     """Call the learner's function with a fixed global seed; the stub and ``None`` mean "not done".
     ``hints`` maps a fragment of an error message to what the learner should change."""
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _time_limit(TIME_LIMIT_S):
             torch.manual_seed(seed)
             out = fn(*args)
-    except NotImplementedError:
+    except _TimeUp:
+        raise _Wrong(f"your function did not finish within {TIME_LIMIT_S:g} seconds; look for a loop that "
+                     "never ends") from None
+    except SystemExit:
+        raise _Wrong("your function called sys.exit() or exit(), which would stop the notebook; return "
+                     "the result instead") from None
+    except NotImplementedError as e:
+        if _raised_in_torch(e):
+            raise _Wrong(f"PyTorch raised NotImplementedError inside your function ({first_line(e)}); "
+                         "that part of PyTorch cannot do this, so compute it another way") from None
         raise _Todo from None
     except Exception as e:
         hint = next((h for fragment, h in (hints or {}).items() if fragment in str(e)), None)

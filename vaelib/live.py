@@ -421,6 +421,8 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
         raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
     if circle is not None and not (isinstance(circle, (int, float)) and math.isfinite(circle) and circle > 0):
         raise ValueError(f"circle must be a positive radius, got {circle!r}")
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise ValueError("the model holds NaN or infinite weights, so its decoder draws nothing; retrain it")
     model = model.eval()
     device = next(model.parameters()).device
     d = model.config.latent_dim
@@ -436,7 +438,7 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
     check = _domain(plane, codes, 2000, seed + 1)   # fresh codes, not the ones the rounding saw
     reference = torch.sigmoid(model.decode(check.to(device))).cpu().flatten(1).double().numpy()
     max_error = float(np.abs(decode_exported(decoder, check.numpy()) - reference).max())
-    if max_error > MAX_PIXEL_ERROR:
+    if not max_error <= MAX_PIXEL_ERROR:  # so that a NaN fails the check too
         raise ValueError(f"the page's 8-bit decoder differs from PyTorch's by up to {max_error:.3f} per pixel, "
                          f"more than {MAX_PIXEL_ERROR}; this decoder does not survive 8-bit rounding")
 

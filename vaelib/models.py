@@ -18,12 +18,13 @@ Every model answers the same calls, so no caller needs to know which one it hold
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from vaelib.errors import OutOfMemory
 from vaelib.estimators import reparameterize
 from vaelib.losses import ELBOTerms, bernoulli_nll, elbo_terms, objective
 
@@ -137,6 +138,10 @@ class _Base(nn.Module):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"expected images of shape [batch, {', '.join(map(str, self.config.image_shape))}], "
                              f"got {shape}; reshape with x.view(-1, *{self.config.image_shape})")
+        weights = next(self.parameters()).dtype
+        if x.dtype != weights:  # torch does not mix the two: its own error would name neither
+            raise ValueError(f"expected images of dtype {weights} like the model's weights, got {x.dtype}; "
+                             f"convert them with x.to({weights})")
 
     def _check_z(self, z: torch.Tensor) -> None:
         if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
@@ -243,13 +248,32 @@ Model = Autoencoder | VAE
 
 def build_model(config: ModelConfig | str | None = None, **kwargs) -> Model:
     """A fresh model from a :class:`ModelConfig`, a preset name such as ``"vae-784-400-20"``, or
-    keyword arguments (``build_model(kind="ae", latent_dim=2)``)."""
+    keyword arguments (``build_model(kind="ae", latent_dim=2)``). Keywords given with a config or a
+    preset change those fields of it: ``build_model("vae-784-400-20", latent_dim=2)`` is 2-D.
+
+    Raises :class:`~vaelib.errors.OutOfMemory` when the weights do not fit in memory."""
     if isinstance(config, str):
         if config not in PRESETS:
             raise ValueError(f"unknown preset {config!r}; choose one of: {', '.join(PRESETS)}")
         config = PRESETS[config]
-    config = config or ModelConfig(**kwargs)
-    return VAE(config) if config.kind == "vae" else Autoencoder(config)
+    if config is None:
+        config = ModelConfig(**kwargs)
+    elif kwargs:
+        fields = set(ModelConfig.__dataclass_fields__)
+        if set(kwargs) - fields:
+            raise TypeError(f"unknown model settings {sorted(set(kwargs) - fields)}; choose from "
+                            f"{', '.join(sorted(fields))}")
+        config = replace(config, **kwargs)
+    try:
+        return VAE(config) if config.kind == "vae" else Autoencoder(config)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        with torch.device("meta"):
+            n = count_parameters(VAE(config) if config.kind == "vae" else Autoencoder(config))
+        raise OutOfMemory(f"a model with hidden sizes {list(config.hidden)} and a {config.latent_dim}-D code "
+                          f"has {n:,} weights ({4 * n / 1e9:.1f} GB), more than this machine's memory "
+                          "holds; choose smaller --hidden or --latent-dim") from None
 
 
 def count_parameters(model: nn.Module) -> int:

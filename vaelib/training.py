@@ -22,8 +22,9 @@ import torch
 
 from vaelib.callbacks import Callback, ProgressBar, SaveCheckpoint
 from vaelib.checkpoints import CHECKPOINT_FORMAT, History
-from vaelib.data import Dataset, batches, check_dataset_name, check_images, subset
-from vaelib.errors import DeviceError, TrainingDiverged
+from vaelib.data import (Dataset, batches, check_dataset_name, check_images, data_record, describe,
+                         subset)
+from vaelib.errors import DataError, DeviceError, TrainingDiverged
 from vaelib.losses import check_beta
 from vaelib.models import Model, ModelConfig
 
@@ -150,7 +151,7 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None = None, *,
         device: torch.device | str | None = None, progress: bool = True,
-        checkpoint: str | Path | None = None, resume: dict | None = None,
+        checkpoint: str | Path | None = None, resume: dict | None = None, overwrite: bool = False,
         callbacks: Sequence[Callback] = (), **settings) -> History:
     """Train ``model`` on a :class:`~vaelib.data.Dataset`'s training split, or on images
     ``[N, C, H, W]`` in [0, 1]; return the per-epoch history.
@@ -159,10 +160,17 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     overridden by keyword: ``fit(model, data, epochs=5, beta=0)``. History keys (one entry per epoch,
     training-set means, nats per example): ``loss`` (recon + beta * KL), ``recon``, ``kl``, ``elbo``,
     ``mean_sigma`` (0 for an autoencoder), ``kl_per_dim`` (a list per epoch), ``seconds``,
-    ``samples_per_s``. ``checkpoint`` saves after every epoch; ``resume`` (a checkpoint dict from
-    :func:`~vaelib.checkpoints.load_checkpoint`) continues a run. Raises
+    ``samples_per_s``. ``checkpoint`` saves after every epoch, with a record of the data; it refuses to
+    replace a checkpoint of another run unless ``overwrite=True`` (the one ``resume`` came from is this
+    run's). ``resume`` (a checkpoint dict from :func:`~vaelib.checkpoints.load_checkpoint`) continues a
+    run, on the data it was trained on: other data raises :class:`~vaelib.errors.DataError`. Raises
     :class:`~vaelib.errors.TrainingDiverged` on a NaN or infinite loss.
     """
+    record = data_record(data)
+    if resume is not None and resume.get("data") is not None and \
+            resume["data"].get("fingerprint") != record["fingerprint"]:
+        raise DataError(f"this run was trained on {describe(resume['data'])}, but is being resumed on "
+                        f"{describe(record)}; resume it on the same data, or start a new run")
     config, images = _recipe(model, data, config, settings)
     device = get_device(device)
     model.to(device)
@@ -176,11 +184,13 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
                 group["lr"] = config.lr
         history, start = {**{k: [] for k in HISTORY_KEYS}, **resume["history"]}, resume["epoch"]
     callbacks = [*([ProgressBar(type(model).__name__ + " epoch")] if progress else []),
-                 *([SaveCheckpoint(checkpoint, config)] if checkpoint is not None else []), *callbacks]
+                 *([SaveCheckpoint(checkpoint, config, overwrite=overwrite, resume=resume)]
+                   if checkpoint is not None else []), *callbacks]
+    for cb in callbacks:
+        if isinstance(cb, SaveCheckpoint):
+            cb.data = record
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    for cb in callbacks:
-        cb.on_fit_start(model, start + 1, config.epochs, steps_per_epoch)
     model.train()
     # Divergence check without a per-step host sync: ``bad`` becomes 1 on the device at the first
     # non-finite loss, and the fused Adam kernel skips every update from then on (``found_inf``, the
@@ -191,6 +201,8 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     if sync_free:
         optimizer.found_inf = bad
     try:
+        for cb in callbacks:
+            cb.on_fit_start(model, start + 1, config.epochs, steps_per_epoch)
         for epoch in range(start + 1, config.epochs + 1):
             order, noise = epoch_generators(config.seed, epoch, device)
             tally, t0 = _Tally(model.config.latent_dim, device), time.perf_counter()
