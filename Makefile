@@ -22,7 +22,7 @@ define drop_stale_cache
 	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
 endef
 
-.PHONY: install test unit notebooks book book-quick book-student pdf lab browser bench clean
+.PHONY: install test unit notebooks book book-quick book-student book-student-quick pdf lab browser bench clean
 
 # MathJax is served from the book itself (no CDN), so math renders with no network.
 # It comes from the npm registry at a pinned version, checked against the tarball's SHA-512,
@@ -105,9 +105,21 @@ pdf: book
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Headless Chromium over every page of the quick book, so it runs after (and depends on) book-quick.
-browser: book-quick
+# The student edition of the quick book (HTML and reader notebooks), from the quick book's execution cache,
+# so that the tests can compare the two built books.
+book-student-quick: book-quick
+	$(call drop_stale_cache,_build/student-quick)
+	rm -rf _build/student-quick/_build/.jupyter_cache && mkdir -p _build/student-quick/_build
+	cp -a _build/quick/_build/.jupyter_cache _build/student-quick/_build/.jupyter_cache
+	VAELIB_QUICK=1 VAELIB_STUDENT=1 TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/student-quick
+	VAELIB_QUICK=1 VAELIB_STUDENT=1 $(BIN)/python tools/executed_notebooks.py _build/student-quick/_build
+
+# Headless Chromium over every page of the quick book, so it runs after (and depends on) book-quick; and the
+# built student edition against the built book.
+browser: book-quick book-student-quick
 	BOOK_HTML=_build/quick/_build/html $(BIN)/python -m pytest tests/browser -m browser
+	BOOK_HTML=_build/quick/_build/html STUDENT_BOOK_HTML=_build/student-quick/_build/html \
+	  $(BIN)/python -m pytest tests/test_student_edition.py -k built_student_edition
 
 bench: $(STAMP)
 	$(BIN)/python -m vaelib bench --dataset fashion-mnist
