@@ -80,7 +80,7 @@ def test_no_magnitude_word_is_chosen_by_hand(path):
 
 
 @pytest.mark.parametrize("ratio", [1e-9, 1e-5, 0.009, 0.011, 0.06, 0.1, 0.2, 0.26, 0.34, 0.5, 0.7, 1, 2.5, 9.9,
-                                   13, 260, 1407, 48_203, 2e6, 3e8])
+                                   13, 25, 260, 1407, 11_967, 48_203, 2e6, 1.5e6, 3e8])
 def test_magnitude_words_are_true_of_the_ratio(ratio):
     words = vbook.magnitude(ratio)
     if m := re.fullmatch(r"about (\d+(?:\.\d)?) times", words):
@@ -89,7 +89,12 @@ def test_magnitude_words_are_true_of_the_ratio(ratio):
         low = {"tens of times": 10, "hundreds of times": 100, "thousands of times": 1e3,
                "tens of thousands of times": 1e4, "hundreds of thousands of times": 1e5,
                "millions of times": 1e6}[words]
-        assert low <= ratio < 10 * low
+        assert 2 * low <= ratio < 10 * low
+    elif m := re.fullmatch(r"more than (ten|a hundred|a thousand|ten thousand|a hundred thousand|a million) times",
+                           words):
+        low = {"ten": 10, "a hundred": 100, "a thousand": 1e3, "ten thousand": 1e4, "a hundred thousand": 1e5,
+               "a million": 1e6}[m[1]]
+        assert low <= ratio < 2 * low
     elif words == "more than ten million times":
         assert ratio > 1e7
     elif m := re.fullmatch(r"about (\d+)%", words):

@@ -191,16 +191,21 @@ _TIMES = ["", "tens of times", "hundreds of times", "thousands of times", "tens 
 
 def magnitude(ratio: float) -> str:
     """Words for how large ``ratio`` (a positive number, one quantity divided by another) is, so that the
-    text never chooses them by hand: "about 3 times", "tens of thousands of times", "about a fifth",
-    "less than a thousandth". Each phrase reads before "as large" ("about a fifth as wide") and is true of
-    ``ratio`` itself: a multiple is named by its order of magnitude from 10 up, a part by the nearest
+    text never chooses them by hand: "about 3 times", "more than ten thousand times", "tens of thousands of
+    times", "about a fifth", "less than a thousandth". Each phrase reads before "as large" ("about a fifth
+    as wide") and is true of ``ratio`` itself: a multiple from 10 up is named by its power of ten ("more
+    than a thousand times" below twice that power, "thousands of times" above), a part by the nearest
     simple fraction from a half to a tenth (within 10%), and below that by the power of ten it is under."""
     ratio = float(ratio)
     if not math.isfinite(ratio) or ratio <= 0:
         raise ValueError(f"magnitude needs a positive, finite ratio, not {ratio!r}")
     if ratio >= 10:
         power = min(int(math.log10(ratio)), len(_TIMES) - 1)
-        return _TIMES[power] if power < len(_TIMES) - 1 or ratio < 1e7 else "more than ten million times"
+        if ratio >= 10 ** (len(_TIMES) - 1) * 10:
+            return "more than ten million times"
+        if ratio < 2 * 10 ** power:  # 11,967 is "more than ten thousand", not "tens of thousands"
+            return f"more than {_POWERS[power - 1]} times"
+        return _TIMES[power]
     if ratio >= 1:
         return f"about {ratio:.1f} times" if ratio < 3 else f"about {ratio:.0f} times"
     parts = 1 / ratio
