@@ -44,7 +44,7 @@ def _sentences(path: Path) -> list[str]:
 
 # ---- Words that depend on the data --------------------------------------------------------------------
 
-DIGIT_WORDS = re.compile(r"\b(digits?|handwritten)\b", re.I)
+DIGIT_WORDS = re.compile(r"\b(digits?|handwritten|ink)\b", re.I)
 CLOTHING_WORDS = re.compile(r"\b(garments?|clothing|clothes|shoes?|sneakers?|trousers|shirts?|dress(es)?|bags?)\b",
                             re.I)
 
