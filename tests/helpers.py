@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import torch
@@ -32,3 +33,20 @@ def maths(history):
 
 def temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def one_chapter_book(folder: Path, notebook, tools: Path) -> Path:
+    """``folder`` as a Sphinx project whose one page is ``notebook`` (an nbformat notebook, not executed),
+    built with MyST-NB and the book's prose extension from ``tools``."""
+    import nbformat
+
+    nbformat.write(notebook, folder / "chapter.ipynb")
+    (folder / "index.md").write_text("# Book\n\n```{toctree}\nchapter\n```\n")
+    (folder / "conf.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tools)!r})
+        extensions = ["myst_nb", "book_prose"]
+        nb_execution_mode = "off"
+        exclude_patterns = ["_build"]
+    """))
+    return folder

@@ -12,11 +12,11 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import one_chapter_book
 
 import vaelib.book as vbook
 
@@ -209,16 +209,7 @@ def _mini_book(tmp_path: Path, prose: str, extra: list | None = None) -> Path:
     code.outputs = [_glue_output("ch_x", 0.254)]
     nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), code, nbformat.v4.new_markdown_cell(prose),
                 *(extra or [])]
-    nbformat.write(nb, tmp_path / "chapter.ipynb")
-    (tmp_path / "index.md").write_text("# Book\n\n```{toctree}\nchapter\n```\n")
-    (tmp_path / "conf.py").write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT / "tools")!r})
-        extensions = ["myst_nb", "book_prose"]
-        nb_execution_mode = "off"
-        exclude_patterns = ["_build"]
-    """))
-    return tmp_path
+    return one_chapter_book(tmp_path, nb, ROOT / "tools")
 
 
 def _build(src: Path) -> subprocess.CompletedProcess:

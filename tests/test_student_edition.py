@@ -8,11 +8,11 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import one_chapter_book
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -120,16 +120,7 @@ def _mini_book(tmp_path: Path) -> Path:
         nbformat.v4.new_markdown_cell(f"````{{admonition}} Solution\n:class: dropdown\n\n```python\n"
                                       f"def answer():\n    return '{SECRET} two'\n```\n````"),
     ]
-    nbformat.write(nb, tmp_path / "chapter.ipynb")
-    (tmp_path / "index.md").write_text("# Book\n\n```{toctree}\nchapter\n```\n")
-    (tmp_path / "conf.py").write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT / "tools")!r})
-        extensions = ["myst_nb", "book_prose"]
-        nb_execution_mode = "off"
-        exclude_patterns = ["_build"]
-    """))
-    return tmp_path
+    return one_chapter_book(tmp_path, nb, ROOT / "tools")
 
 
 def _build_html(src: Path, student: bool) -> str:
