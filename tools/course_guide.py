@@ -97,7 +97,7 @@ EXERCISES: dict[tuple[int, int], Practice] = {
                              "generator."),
     (2, 5): Practice("code", "The nearest-neighbour gap test as one function."),
     (3, 1): Practice("pen and paper", "Keeping $\\sigma$ positive; why the encoder outputs $\\log \\sigma^2$."),
-    (3, 2): Practice("experiment", "Decoding several draws from one image's cloud, with the learned $\\sigma$ and "
+    (3, 2): Practice("experiment", "Decoding several draws from one image's cloud, with the encoder's own $\\sigma$ and "
                                    "with $\\sigma = 1$."),
     (3, 3): Practice("pen and paper", "Why fixing $\\sigma = 1$ would not force the noise to matter: the encoder "
                                       "can move its means instead."),
