@@ -413,7 +413,7 @@ def test_an_answer_that_changes_its_inputs_afterwards_keeps_its_verdict(name):
 
 
 def test_an_answer_that_never_returns_is_stopped(monkeypatch):
-    monkeypatch.setattr(exercises, "TIME_LIMIT_S", 0.5)
+    monkeypatch.setattr(exercises.checking, "TIME_LIMIT_S", 0.5)
 
     def forever(mu, logvar):
         while True:
