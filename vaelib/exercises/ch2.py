@@ -128,9 +128,7 @@ def _check_share_in_gaps(fn):
              "you measured the distance to the mean code. A gap is far from the *nearest* training "
              "code: torch.cdist(samples, train_codes).min(1).values."),
         ]
-        for value, message in variants:
-            if abs(out - value.item()) <= tol:
-                raise _Wrong(message)
+        _first_match(out, variants, rtol=0, atol=tol)
         raise _Wrong(f"on the checker's data, {ref:.1%} of the samples are in gaps; you give {out:.4g}. "
                      f"A sample is in a gap when its nearest training code is farther away than the "
                      f"given quantile of the test codes' nearest-training-code distances.")

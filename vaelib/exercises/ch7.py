@@ -76,9 +76,7 @@ def _check_bits_per_dim(fn):
             (_to_bits_per_dim(loglik, 784), "use the n_dims argument rather than 784: the unit exists "
                                             "to compare images of different sizes."),
         ]
-        for value, message in variants:
-            if math.isclose(out, value, rel_tol=1e-6):
-                raise _Wrong(message)
+        _first_match(out, variants, rtol=1e-6, atol=0)
         raise _Wrong(f"for a log-likelihood of {loglik:g} nats on {n_dims} dimensions you give {out:.4g}, "
                      f"the answer is {ref:.4g} bits per dimension: -loglik / (n_dims ln 2).")
     return "-100 nats on a 28 x 28 image is 0.184 bits per dimension, and your function agrees."

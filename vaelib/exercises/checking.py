@@ -181,14 +181,15 @@ def _number(out, what: str = "your function") -> float:
     return t.item()
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-4) -> bool:
+def _close(a: torch.Tensor | float, b: torch.Tensor | float, rtol: float = 1e-4, atol: float = 1e-4) -> bool:
+    """Same shape, and ``|a - b| <= atol + rtol * |b|`` everywhere (``torch.isclose``, in float64)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     return a.shape == b.shape and bool(torch.isclose(a, b, rtol=rtol, atol=atol).all())
 
 
-def _first_match(out: torch.Tensor, variants: list[tuple[torch.Tensor, str]], rtol: float = 1e-4,
-                 atol: float = 1e-4) -> None:
-    """Raise the message of the first typical mistake whose result ``out`` reproduces."""
+def _first_match(out: torch.Tensor | float, variants: list[tuple[torch.Tensor | float, str]],
+                 rtol: float = 1e-4, atol: float = 1e-4) -> None:
+    """Raise the message of the first typical mistake whose result ``out`` reproduces (by :func:`_close`)."""
     for value, message in variants:
         if _close(out, value, rtol, atol):
             raise _Wrong(message)
