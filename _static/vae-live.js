@@ -1,7 +1,8 @@
-/* Live figures (vaelib/live.py): a chapter's own decoder, run in the page in plain JavaScript.
+/* Live figures (vaelib/live): a chapter's own decoder, run in the page in plain JavaScript.
 
    Each div.vae-live carries its decoder's weights and its latent plane in a JSON script tag
-   (class vae-live-data). When the page has loaded, every such figure is wired up: its static image is
+   (class vae-live-data). The figure's markup, and so the class names this script looks for, comes from
+   vaelib/live/page.html. When the page has loaded, every such figure is wired up: its static image is
    hidden and its controls are shown. Nothing is fetched, so the figures work from file:// as well as
    over http, and with no kernel. Each figure element gets a small API, element.vaeLive, that the
    browser tests use: decode(code), code(), setCode(code), coords() and check(). */

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -23,6 +24,7 @@ from vaelib.evaluation import encode_mean  # noqa: E402
 from vaelib.models import ModelConfig, build_model  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
+STATIC = Path(__file__).resolve().parents[1] / "_static"
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +181,30 @@ def test_the_html_has_the_parts_the_page_script_and_the_tests_rely_on(fig2, fig2
     assert doc.find("select", "vae-live-walk-a") and doc.find("input", "vae-live-t")
     assert fig20.payload["walk"]["pair"] == [3, 8] and fig20.payload["n_directions"] == 6
     assert fig2.payload["circle"] == 3.0 and "dashed circle" in fig2.html
+
+
+def _selected(source: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The figure's classes (``.vae-live-pad``) and the data attributes of its parts, with their value
+    where the selector fixes one (``.vae-live-thumb[data-end="a"]``), that a script or a stylesheet selects."""
+    return (set(re.findall(r"\.(vae-live[\w-]*)", source)),
+            set(re.findall(r"""\.vae-live[\w-]*\[(data-[\w-]+)(?:=["']([\w-]*)["']\])?""", source)))
+
+
+def test_the_page_script_and_stylesheet_select_only_what_the_html_has(fig2, fig20):
+    classes, attributes = set(), set()
+    for fig in (fig2, fig20):  # between them, every optional part: circle, axis menus, walk, buttons
+        doc = _Tags()
+        doc.feed(fig.html)
+        classes |= {c for _, cs, _ in doc.tags for c in cs}
+        data = {(name, value) for _, _, a in doc.tags for name, value in a.items() if name.startswith("data-")}
+        attributes |= data | {(name, "") for name, _ in data}  # "": a selector that names no value
+    js = (STATIC / "vae-live.js").read_text(encoding="utf-8")
+    added_by_script = set(re.findall(r"""classList\.add\(["'](vae-live[\w-]*)["']\)""", js))
+    for name in ("vae-live.js", "vae-live.css"):
+        wanted, wanted_attributes = _selected((STATIC / name).read_text(encoding="utf-8"))
+        assert len(wanted) >= 5, f"{name}: found too few selectors to check; has the pattern drifted?"
+        assert wanted - classes - added_by_script == set(), f"{name} selects classes the figure's HTML lacks"
+        assert wanted_attributes - attributes == set(), f"{name} selects attributes the figure's HTML lacks"
 
 
 def test_text_from_the_caller_is_escaped(ae2):

@@ -1,0 +1,87 @@
+"""The live figure's static image, for where the page's script does not run (Jupyter, no JavaScript): the
+codes on the pad's plane with a grid of points, and the images the decoder makes of those points."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from vaelib.live.plane import _Plane
+from vaelib.models import Model
+
+# matplotlib's tab10, the colours of vaelib.plots.latent_scatter
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _static_png(model: Model, plane: _Plane, points: torch.Tensor, labels: np.ndarray,
+                class_names: list[str], circle: float | None, n: int = 7) -> bytes:
+    """The fallback image: the codes on the pad's plane with an ``n x n`` grid of points, and the
+    images the decoder makes of those points, laid out as on the plane."""
+    from matplotlib.figure import Figure  # not pyplot: the notebook must not show this figure itself
+    from matplotlib.patches import Circle
+
+    cx, cy = plane.centre
+    steps = torch.linspace(-1, 1, n) * plane.half * (n - 1) / n
+    ab = torch.stack([(cx + steps).repeat(n), (cy + steps.flip(0)).repeat_interleave(n)], 1)  # top row first
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        images = torch.sigmoid(model.decode(plane.codes(ab).to(device))).cpu()
+    h, w = images.shape[-2:]
+    images = images[:, 0].reshape(n, n, h, w)  # the first channel, as the page shows it
+    tiles = np.ones((n * (h + 1) + 1, n * (w + 1) + 1), dtype=np.float32)
+    for r in range(n):
+        for c in range(n):
+            tiles[1 + (h + 1) * r:(h + 1) * (r + 1), 1 + (w + 1) * c:(w + 1) * (c + 1)] = images[r, c].numpy()
+
+    fig = Figure(figsize=(9.0, 4.8), layout="constrained")
+    ax, ax_img = fig.subplots(1, 2)
+    for k in np.unique(labels):
+        sel = labels == k
+        ax.scatter(points[sel, 0], points[sel, 1], s=5, color=TAB10[k % 10], linewidths=0,
+                   label=class_names[k] if k < len(class_names) else str(k))
+    ax.scatter(ab[:, 0], ab[:, 1], marker="+", c="black", s=30, linewidths=1)
+    if circle:
+        ax.add_patch(Circle((0, 0), circle, fill=False, color="black", lw=1.5, ls="--"))
+    ax.set_xlim(cx - plane.half, cx + plane.half)
+    ax.set_ylim(cy - plane.half, cy + plane.half)
+    ax.set_aspect("equal")
+    ax.set_xlabel(plane.axis_names[0])
+    ax.set_ylabel(plane.axis_names[1])
+    ax.set_title("Training codes and a grid of points (+)")
+    ax_img.imshow(tiles, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([])
+    ax_img.set_title("The image decoded at each point")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=9,
+               markerscale=3, frameon=False, handletextpad=0.1, columnspacing=1.0)
+    return _small_png(fig)
+
+
+def _small_png(fig) -> bytes:
+    """The figure as a PNG with a 256-colour palette: a fraction of the bytes, no visible change."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _png_bytes(fallback) -> bytes:
+    if isinstance(fallback, (bytes, bytearray)):
+        if not bytes(fallback[:8]) == b"\x89PNG\r\n\x1a\n":
+            raise ValueError("fallback bytes are not a PNG image; pass a matplotlib figure or PNG bytes")
+        return bytes(fallback)
+    if hasattr(fallback, "savefig"):
+        import matplotlib.pyplot as plt
+
+        png = _small_png(fallback)
+        plt.close(fallback)  # shown inside the live figure, not again at the end of the cell
+        return png
+    raise TypeError(f"fallback must be a matplotlib figure or PNG bytes, got {type(fallback).__name__}")
