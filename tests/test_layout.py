@@ -7,7 +7,7 @@ from pathlib import Path
 
 import vaelib
 
-SOURCES = sorted(Path(vaelib.__file__).parent.glob("*.py"))
+SOURCES = sorted(Path(vaelib.__file__).parent.rglob("*.py"))  # with the subpackages' modules
 MODEL_CLASSES = {"VAE", "Autoencoder"}
 
 
