@@ -22,18 +22,17 @@ its reference solution. Each exercise that ``check`` finds correct is remembered
 A learner's function that draws random numbers without a generator gets a fixed seed for the call;
 the learner's own random state is saved before and restored after (``torch.random.fork_rng``). It gets
 copies of the checker's tensors, so an answer that changes its inputs in place cannot change the
-verdict; it has ``checking.TIME_LIMIT_S`` seconds per call (in the main thread), and a ``sys.exit()`` in it is
-a wrong answer rather than the end of the notebook.
+verdict; it has ``checking.TIME_LIMIT_S`` seconds per call (in the main thread), and a ``sys.exit()``
+in it is a wrong answer rather than the end of the notebook.
 
 The shared checking code is in :mod:`vaelib.exercises.checking`, and each chapter's checkers and reference
 solutions in a module of their own (:mod:`vaelib.exercises.ch1` to :mod:`vaelib.exercises.ch7`).
 """
 
-from vaelib.exercises.checking import EXERCISES, Exercise, Verdict, check, diagnose
-from vaelib.progress import progress
-
 # Importing a chapter's module registers its checkers, so the chapters come in order: the order in which
 # EXERCISES and progress() list them.
-from vaelib.exercises import ch1, ch2, ch3, ch4, ch5, ch6, ch7  # noqa: E402, F401, I001
+from vaelib.exercises import ch1, ch2, ch3, ch4, ch5, ch6, ch7  # noqa: F401
+from vaelib.exercises.checking import EXERCISES, Exercise, Verdict, check, diagnose
+from vaelib.progress import progress
 
 __all__ = ["EXERCISES", "Exercise", "Verdict", "check", "diagnose", "progress"]
