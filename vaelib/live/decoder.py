@@ -14,7 +14,8 @@ from vaelib.models import Model
 FLOAT_LAYER_MAX = 16_384     # layers with at most this many weights stay float32
 
 
-def _b64(array: np.ndarray, dtype: str) -> str:
+def b64(array: np.ndarray, dtype: str) -> str:
+    """``array`` as ``dtype`` bytes (``"<f4"``: little-endian float32, as the page reads them), in base64."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
@@ -22,7 +23,8 @@ def _unb64(text: str, dtype: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=dtype)
 
 
-def _decoder_layers(model: Model) -> list[nn.Linear]:
+def decoder_layers(model: Model) -> list[nn.Linear]:
+    """The decoder's linear layers, in order, of a model whose decoder the page can run (else an error)."""
     if not isinstance(model, nn.Module) or not hasattr(getattr(model, "config", None), "arch"):
         raise TypeError(f"a live figure needs a vaelib model (Autoencoder or VAE), got {type(model).__name__}")
     if model.config.arch != "mlp":
@@ -72,19 +74,19 @@ def export_decoder(model: Model, calibration: torch.Tensor) -> dict:
     """The decoder's layers for the page (base64, little-endian): small layers as float32, larger ones
     as int8 rounded by :func:`quantize_rows` on the layer inputs that ``calibration: [n, latent]``
     codes produce."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     x = calibration.detach().cpu().float()
     if x.dim() != 2 or x.shape[1] != model.config.latent_dim:
         raise ValueError(f"expected calibration codes [n, {model.config.latent_dim}], got {tuple(x.shape)}")
     out = []
     for i, layer in enumerate(layers):
         w, b = layer.weight.detach().cpu().float(), layer.bias.detach().cpu().float()
-        entry = {"rows": w.shape[0], "cols": w.shape[1], "bias": _b64(b.numpy(), "<f4")}
+        entry = {"rows": w.shape[0], "cols": w.shape[1], "bias": b64(b.numpy(), "<f4")}
         if w.numel() <= FLOAT_LAYER_MAX:
-            entry.update(dtype="float32", weight=_b64(w.numpy(), "<f4"))
+            entry.update(dtype="float32", weight=b64(w.numpy(), "<f4"))
         else:
             q, scale = quantize_rows(w, x)
-            entry.update(dtype="int8", weight=_b64(q, "i1"), scale=_b64(scale, "<f4"))
+            entry.update(dtype="int8", weight=b64(q, "i1"), scale=b64(scale, "<f4"))
         out.append(entry)
         x = x @ w.T + b
         if i < len(layers) - 1:

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import torch
 
-from vaelib.live.plane import _Plane
+from vaelib.live.plane import Plane
 from vaelib.models import Model
 
 # matplotlib's tab10, the colours of vaelib.plots.latent_scatter
@@ -16,7 +16,7 @@ TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def _static_png(model: Model, plane: _Plane, points: torch.Tensor, labels: np.ndarray,
+def static_png(model: Model, plane: Plane, points: torch.Tensor, labels: np.ndarray,
                 class_names: list[str], circle: float | None, n: int = 7) -> bytes:
     """The fallback image: the codes on the pad's plane with an ``n x n`` grid of points, and the
     images the decoder makes of those points, laid out as on the plane."""
@@ -73,7 +73,8 @@ def _small_png(fig) -> bytes:
     return out.getvalue()
 
 
-def _png_bytes(fallback) -> bytes:
+def png_bytes(fallback) -> bytes:
+    """A caller's own static image, a matplotlib figure or PNG bytes, as PNG bytes."""
     if isinstance(fallback, (bytes, bytearray)):
         if not bytes(fallback[:8]) == b"\x89PNG\r\n\x1a\n":
             raise ValueError("fallback bytes are not a PNG image; pass a matplotlib figure or PNG bytes")

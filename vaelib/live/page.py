@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from vaelib.evaluation import encode_mean, prior_radius
-from vaelib.live.decoder import _b64, _decoder_layers, decode_exported, export_decoder, weight_chars
-from vaelib.live.drawing import TAB10, _png_bytes, _static_png
-from vaelib.live.plane import _domain, _plane
+from vaelib.live.decoder import b64, decode_exported, decoder_layers, export_decoder, weight_chars
+from vaelib.live.drawing import TAB10, png_bytes, static_png
+from vaelib.live.plane import fit_plane, shown_codes
 from vaelib.models import Model
 
 MAX_PIXEL_ERROR = 0.02       # largest allowed |p_page - p_pytorch| of any pixel
@@ -134,7 +134,7 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
     ``walk_images``/``walk_labels`` (test images) add a walk between two of them, starting with the pair
     ``walk_pair``. ``fallback`` (a matplotlib figure or PNG bytes) replaces the default static image,
     described by ``alt``."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     labels, names = _check_inputs(model, codes, labels, class_names, walk_images, walk_labels)
     if not isinstance(max_points, int) or max_points < 1:
         raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
@@ -146,15 +146,15 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
     device = next(model.parameters()).device
     d = model.config.latent_dim
     codes = codes.detach().cpu().float()
-    plane = _plane(codes, circle)
+    plane = fit_plane(codes, circle)
 
-    decoder = export_decoder(model, _domain(plane, codes, 3000, seed))
+    decoder = export_decoder(model, shown_codes(plane, codes, 3000, seed))
     chars = weight_chars(decoder)
     if chars > MAX_WEIGHT_CHARS:
         raise ValueError(f"the decoder's weights take {chars:,} characters in the page, more than "
                          f"{MAX_WEIGHT_CHARS:,}; live figures suit decoders of about 0.4 M weights "
                          f"(this one has {sum(l.weight.numel() for l in layers):,})")
-    check = _domain(plane, codes, 2000, seed + 1)   # fresh codes, not the ones the rounding saw
+    check = shown_codes(plane, codes, 2000, seed + 1)   # fresh codes, not the ones the rounding saw
     reference = torch.sigmoid(model.decode(check.to(device))).cpu().flatten(1).double().numpy()
     max_error = float(np.abs(decode_exported(decoder, check.numpy()) - reference).max())
     if not max_error <= MAX_PIXEL_ERROR:  # so that a NaN fails the check too
@@ -177,7 +177,7 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
         walk_names = [f"{n} ({walk_names[:i].count(n) + 1})" if walk_names.count(n) > 1 else n
                       for i, n in enumerate(walk_names)]
         pixels = (walk_images.detach().cpu().float().clamp(0, 1).flatten(1) * 255).round().numpy()
-        walk = {"codes": _b64(walk_codes.numpy(), "<f4"), "images": _b64(pixels, "u1"),
+        walk = {"codes": b64(walk_codes.numpy(), "<f4"), "images": b64(pixels, "u1"),
                 "names": walk_names, "pair": [int(a), int(b)]}
         start = walk_codes[a]
 
@@ -193,14 +193,14 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
         "latent_dim": d,
         "image_shape": list(model.config.image_shape[1:]),
         "decoder": decoder,
-        "basis": _b64(plane.basis.numpy(), "<f4"),
+        "basis": b64(plane.basis.numpy(), "<f4"),
         "n_directions": len(plane.basis),
         "axis_names": plane.axis_names,
         "plane": [0, 1],
         "centre": list(plane.centre),
         "half": plane.half,
-        "points": _b64(points.numpy(), "<f4"),
-        "point_labels": _b64(point_labels, "u1"),
+        "points": b64(points.numpy(), "<f4"),
+        "point_labels": b64(point_labels, "u1"),
         "class_names": names,
         "colors": TAB10,
         "circle": float(circle) if circle else None,
@@ -209,11 +209,11 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
         "norm_range": [prior_radius(d, 0.025), prior_radius(d, 0.975)],
         "start": start.tolist(),
         "walk": walk,
-        "check": {"codes": check_codes.tolist(), "probs": _b64(check_probs.numpy(), "<f4")},
+        "check": {"codes": check_codes.tolist(), "probs": b64(check_probs.numpy(), "<f4")},
         "max_error": max_error,
     }
-    png = _png_bytes(fallback) if fallback is not None else \
-        _static_png(model, plane, points[:, :2].numpy(), point_labels, names, circle)
+    png = png_bytes(fallback) if fallback is not None else \
+        static_png(model, plane, points[:, :2].numpy(), point_labels, names, circle)
     alt = alt or (f"Static view of the live figure: the training codes on the {plane.axis_names[0]}, "
                   f"{plane.axis_names[1]} plane, coloured by class, and the images decoded at a grid of "
                   "points over it.")

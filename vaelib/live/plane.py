@@ -12,7 +12,7 @@ N_DIRECTIONS = 6             # principal directions a wide code's plane can be c
 
 
 @dataclass
-class _Plane:
+class Plane:
     """Where the pad sits in the latent space: ``basis [k, latent]`` orthonormal directions, the pair of
     them the pad starts on, and the square of plane coordinates it shows."""
 
@@ -30,7 +30,9 @@ class _Plane:
         return torch.tensor(self.centre) + self.half * (2 * torch.rand(n, 2, generator=gen) - 1)
 
 
-def _plane(codes: torch.Tensor, circle: float | None) -> _Plane:
+def fit_plane(codes: torch.Tensor, circle: float | None) -> Plane:
+    """The pad for ``codes: [n, latent]``: a 2-D code's own plane, framing the codes (and the circle of radius
+    ``circle``, if any), or for a wider code the plane of its top principal directions through the origin."""
     d = codes.shape[1]
     if d == 2:
         basis, names = torch.eye(2), ["z\u2081", "z\u2082"]
@@ -47,10 +49,10 @@ def _plane(codes: torch.Tensor, circle: float | None) -> _Plane:
         names = [f"principal direction {i + 1}" for i in range(len(basis))]
         reach = (codes @ basis.T).abs().quantile(0.995).item()
         centre, half = [0.0, 0.0], 1.1 * max(reach, circle or 0.0, 3.0)
-    return _Plane(basis.float(), names, (float(centre[0]), float(centre[1])), float(half))
+    return Plane(basis.float(), names, (float(centre[0]), float(centre[1])), float(half))
 
 
-def _domain(plane: _Plane, codes: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+def shown_codes(plane: Plane, codes: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """Codes the figure can show: training codes, points of the pad, and prior draws (also with their
     in-plane part moved over the pad, as the pad does after "sample from the prior")."""
     gen = torch.Generator().manual_seed(seed)
