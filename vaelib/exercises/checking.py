@@ -1,6 +1,7 @@
 """What every checker shares: the registry of exercises, the verdicts, and the safe call of a learner's
 function (fixed seed, copied inputs, a time limit), with the helpers that turn its answer into a number
-or name the typical mistake it reproduces. The checkers themselves live in one module per chapter."""
+or name the typical mistake it reproduces. The checkers themselves live in one module per chapter, which
+import the underscored names from here; ``vaelib.exercises`` re-exports the public ones."""
 
 from __future__ import annotations
 
