@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 # source changed. When vaelib changes, the notebooks that import it must run again, so whenever vaelib's
 # source hash changes a build folder drops both its execution cache and Sphinx's saved environment.
 define drop_stale_cache
-	@h=$$(cat vaelib/*.py | sha256sum | cut -c1-16); \
+	@h=$$(find vaelib -name '*.py' -o -name '*.html' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16); \
 	if [ "$$(cat $(1)/_build/.vaelib-hash 2>/dev/null)" != "$$h" ]; then \
 	  rm -rf $(1)/_build/.jupyter_cache $(1)/_build/.doctrees; mkdir -p $(1)/_build; \
 	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
