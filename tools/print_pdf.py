@@ -188,6 +188,8 @@ def _pdf_text(text: str) -> bytes:
 def set_outline(data: bytes, headings: list[tuple[int, str]]) -> bytes:
     """``data`` (Chromium's PDF, printed with outline=True) with its bookmarks replaced: one per heading,
     ``(depth, title)`` in document order, at the place of Chromium's bookmark for the same heading."""
+    if not headings:
+        return data
     offsets, trailer, xref = _pdf_objects(data)
     root_number = int(trailer["Root"])
     catalog = _pdf_object(data, offsets, root_number)
@@ -284,7 +286,7 @@ def print_pdf(html: Path, pdf: Path, mathjax: Path = MATHJAX_PRINT) -> None:
             browser.close()
         pdf.parent.mkdir(parents=True, exist_ok=True)
         tmp = pdf.with_name(pdf.name + ".tmp")
-        tmp.write_bytes(set_outline(data, [(depth, title) for depth, title in headings]))
+        tmp.write_bytes(set_outline(data, [tuple(h) for h in headings]))
         tmp.replace(pdf)
     finally:
         server.shutdown()
