@@ -25,13 +25,16 @@ endef
 .PHONY: install test unit notebooks book book-quick book-student book-student-quick pdf lab browser bench clean
 
 # MathJax is served from the book itself (no CDN), so math renders with no network.
-# It comes from the npm registry at a pinned version, checked against the tarball's SHA-512,
-# and only the self-contained single-file SVG build (all TeX extensions, no fonts or lazy loads)
-# is kept; _config.yml copies _build/vendor/mathjax/ into the HTML output (html_extra_path).
+# It comes from the npm registry at a pinned version, checked against the tarball's SHA-512.
+# The website keeps only the self-contained single-file SVG build (all TeX extensions, no fonts or lazy
+# loads); _config.yml copies _build/vendor/mathjax/ into the HTML output (html_extra_path). The PDF sets its
+# math with the CHTML build and MathJax's fonts instead, so that the formulas are text in the PDF
+# (tools/print_pdf.py serves them from _build/vendor/mathjax-print/; they are not part of the website).
 MATHJAX_VERSION := 3.2.2
 MATHJAX_SHA512  := 06df9249553c7811b6ef30a155ec0e89c62ced7b1db78d2a9b8f94a47c97ee4d3f3bd36588f73ec7bee4d7f144b0fb2328f64626fb5164cd6f3be81e5b43a11b
 MATHJAX_DIR     := _build/vendor/mathjax
-MATHJAX_STAMP   := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)
+MATHJAX_PRINT   := _build/vendor/mathjax-print
+MATHJAX_STAMP   := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)-with-print
 
 install: $(STAMP)
 
@@ -52,12 +55,15 @@ notebooks: $(STAMP)
 
 $(MATHJAX_STAMP):
 	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch MathJax from the npm registry" >&2; exit 1; }
-	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)/_static/mathjax
+	rm -rf $(MATHJAX_DIR) $(MATHJAX_PRINT) && mkdir -p $(MATHJAX_DIR)/_static/mathjax $(MATHJAX_PRINT)/output/chtml/fonts
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  npm pack --silent --pack-destination "$$tmp" mathjax@$(MATHJAX_VERSION) >/dev/null && \
 	  echo "$(MATHJAX_SHA512)  $$tmp/mathjax-$(MATHJAX_VERSION).tgz" | sha512sum --check --quiet - && \
-	  tar -xzf "$$tmp/mathjax-$(MATHJAX_VERSION).tgz" -C "$$tmp" package/es5/tex-svg-full.js package/LICENSE && \
-	  cp "$$tmp/package/es5/tex-svg-full.js" "$$tmp/package/LICENSE" $(MATHJAX_DIR)/_static/mathjax/
+	  tar -xzf "$$tmp/mathjax-$(MATHJAX_VERSION).tgz" -C "$$tmp" package/es5/tex-svg-full.js package/LICENSE \
+	    package/es5/tex-chtml-full.js package/es5/output/chtml/fonts/woff-v2 && \
+	  cp "$$tmp/package/es5/tex-svg-full.js" "$$tmp/package/LICENSE" $(MATHJAX_DIR)/_static/mathjax/ && \
+	  cp "$$tmp/package/es5/tex-chtml-full.js" "$$tmp/package/LICENSE" $(MATHJAX_PRINT)/ && \
+	  cp -r "$$tmp/package/es5/output/chtml/fonts/woff-v2" $(MATHJAX_PRINT)/output/chtml/fonts/
 	touch $@
 
 # After the HTML build of folder $(1) (run with environment $(2)): each chapter's .ipynb download becomes

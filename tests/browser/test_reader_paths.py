@@ -5,8 +5,8 @@
 - Each chapter's .ipynb download is the executed reader notebook, with its outputs: plain Markdown and a
   Colab install pinned to a commit; the same notebooks (``<build>/reader``, which the workflow publishes
   for Colab) run top to bottom in a fresh kernel.
-- The book links to its whole-book PDF, which has every page's title, typeset math and the figures;
-  its pages are rendered with pdftoppm and none is blank.
+- The book links to its whole-book PDF, which has every page's title and the figures; its pages are
+  rendered with pdftoppm and none is blank (its math, bookmarks and column: test_paper_and_phone.py).
 - Every interactive control shows a visible outline when reached with the keyboard (:focus-visible), in
   light and dark mode.
 """
@@ -212,45 +212,6 @@ def test_the_pdf_names_its_version_and_commit(pdf):
                                               check=True).stdout)
     assert f"This copy of the book is version {version}, built from commit {sha} of " in text, \
         "the PDF does not say which version it is"
-
-
-WORD_BOX = re.compile(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>')
-
-
-def _intro_formulas() -> set[tuple[str, str]]:
-    """(word before, word or punctuation after) of each inline formula in the intro's prose."""
-    text = (SOURCE / "intro.md").read_text(encoding="utf-8")
-    return {(m.group(1), m.group(3).strip()) for m in re.finditer(r"(\w+) \$([^$\n]+)\$([,.;:]|\s+\w+)", text)}
-
-
-def test_the_pdf_typesets_the_math(pdf, tmp_path):
-    """Typeset math is drawn (MathJax's SVG), untypeset math prints as nothing or as TeX: in the PDF, the
-    space between the words around each of the intro's formulas must hold ink."""
-    from PIL import Image
-
-    pairs = _intro_formulas()
-    assert pairs, "intro.md has no inline formula between two words"
-    bbox = subprocess.run([_need("pdftotext"), "-f", "1", "-l", "12", "-bbox", str(pdf), "-"],
-                          capture_output=True, text=True, check=True).stdout
-    checked, blank = 0, []
-    for page_no, page in enumerate(bbox.split("<page ")[1:], start=1):
-        words = [(float(x0), float(y0), float(x1), float(y1), w) for x0, y0, x1, y1, w in WORD_BOX.findall(page)]
-        for a, b in zip(words, words[1:]):
-            if (a[4], b[4]) not in pairs or abs(a[1] - b[1]) > 1 or b[0] - a[2] < 6:
-                continue
-            x, y, w, h = int(a[2]) + 2, int(a[1]), int(b[0] - a[2]) - 4, int(a[3] - a[1]) + 1
-            out = tmp_path / f"gap-{page_no}-{x}"
-            subprocess.run([_need("pdftoppm"), "-f", str(page_no), "-l", str(page_no), "-r", "72", "-gray", "-png",
-                            "-singlefile", "-x", str(x), "-y", str(y), "-W", str(w), "-H", str(h), str(pdf), str(out)],
-                           check=True)
-            with Image.open(out.with_suffix(".png")) as im:
-                ink = sum(im.convert("L").histogram()[:128]) / (im.width * im.height)
-            checked += 1
-            if ink < 0.02:
-                blank.append(f"page {page_no}: nothing drawn between {a[4]!r} and {b[4]!r}")
-    assert checked, ("no formula of the intro's prose found between its neighbouring words in the PDF's first "
-                     "pages: untypeset TeX prints as text there")
-    assert not blank, "formulas missing from the PDF (MathJax did not typeset them):\n  " + "\n  ".join(blank)
 
 
 def test_the_pdf_has_the_figures(book_dir, pdf):
