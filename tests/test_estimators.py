@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
-from vaelib.estimators import gradient_moments, reinforce_surrogate, reparam_surrogate, reparameterize
+from vaelib.estimators import gradient_moments, reinforce_surrogate, reparam_surrogate
+from vaelib.losses import reparameterize
 from vaelib.models import LOGVAR_RANGE
 
 
