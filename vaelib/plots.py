@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
-from torchvision.utils import make_grid
 
 from vaelib.evaluation import project_2d
 
@@ -28,6 +27,8 @@ History = dict[str, list]
 def tile_images(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
     """The first channel of ``[N, C, H, W]`` images tiled into one 2-D array, ``nrow`` images per row
     (fewer if there are fewer images), with ``pad`` pixels of value 1 between and around them."""
+    from torchvision.utils import make_grid  # here, not at the top: torchvision takes seconds to import
+
     grid = make_grid(images.detach().cpu().float()[:, :1], nrow=nrow, padding=pad, pad_value=1.0)
     return grid[0].numpy()  # make_grid repeats a single channel three times
 
