@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
-from vaelib.estimators import gradient_moments, reinforce_surrogate, reparam_surrogate, reparameterize
+from vaelib.estimators import gradient_moments, reinforce_surrogate, reparam_surrogate
+from vaelib.losses import reparameterize
 from vaelib.models import LOGVAR_RANGE
 
 
@@ -81,6 +82,16 @@ def test_reparameterize_samples_have_the_right_mean_and_std():
     std = torch.exp(0.5 * logvar)[0]
     assert torch.all((z.mean(0) - mu[0]).abs() < 4 * std / math.sqrt(n))
     assert torch.all((z.std(0) / std - 1).abs() < 0.02)
+
+
+def test_reparameterize_draws_n_samples_at_once_each_its_own():
+    mu, logvar = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, math.log(4.0)]])
+    z = reparameterize(mu, logvar, generator=torch.Generator().manual_seed(0), n_samples=20_000)
+    assert z.shape == (20_000, 1, 2)
+    torch.testing.assert_close(z.std(0)[0], torch.tensor([1.0, 2.0]), rtol=0.03, atol=0)
+    assert abs(torch.corrcoef(z[:, 0].T)[0, 1]) < 0.03  # the dimensions are drawn independently
+    with pytest.raises(ValueError, match="positive integer"):
+        reparameterize(mu, logvar, n_samples=0)
 
 
 def test_reparameterize_accepts_leading_sample_dims():

@@ -27,8 +27,10 @@ from vaelib.evaluation import (
     iw_log_likelihood,
     kl_decomposition,
     kl_split,
+    knn_accuracy,
     log_aggregate_posterior,
     manifold_codes,
+    nearest_code,
     prior_radius,
 )
 from vaelib.losses import bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
@@ -361,6 +363,79 @@ def test_prior_radius_holds_its_share_of_draws_in_20_dimensions():
     assert (draws < r).float().mean().item() == pytest.approx(0.99, abs=0.001)
     with pytest.raises(ValueError, match="share"):
         prior_radius(2, share=1.0)
+
+
+# --- nearest codes and k-nearest-neighbour accuracy ---------------------------------------------------
+# The oracle is scikit-learn's brute-force neighbour search and classifier, written independently.
+
+def _clusters(n: int, seed: int, d: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes around four class centres that overlap, so that some neighbours disagree on the class."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    centres = torch.tensor([[0.0] * d, [1.0] * d, [0.0, 1.5] + [0.0] * (d - 2), [2.0] + [0.5] * (d - 1)])
+    return (centres[labels] + 0.7 * torch.randn(n, d, generator=g, dtype=torch.float64)).float(), labels
+
+
+@pytest.mark.parametrize("batch_size", [7, 1000])
+def test_nearest_code_matches_a_brute_force_search(batch_size):
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    queries, _ = _clusters(300, seed=1)
+    reference, _ = _clusters(500, seed=2)
+    found = nearest_code(queries, reference, batch_size=batch_size)
+    search = neighbors.NearestNeighbors(n_neighbors=1, algorithm="brute").fit(reference.double().numpy())
+    distance, index = search.kneighbors(queries.double().numpy())
+    assert found.index.tolist() == index[:, 0].tolist()
+    torch.testing.assert_close(found.distance.double(), torch.from_numpy(distance[:, 0]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k, batch_size", [(1, 1000), (5, 64), (8, 1000)])
+def test_knn_accuracy_matches_a_k_neighbours_classifier(k, batch_size):
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    reference, reference_labels = _clusters(600, seed=3)
+    codes, labels = _clusters(400, seed=4)
+    classifier = neighbors.KNeighborsClassifier(n_neighbors=k, algorithm="brute")
+    expected = classifier.fit(reference.numpy(), reference_labels.numpy()).score(codes.numpy(), labels.numpy())
+    assert 0.4 < expected < 0.95  # the classes overlap: a test that can tell right from wrong
+    assert knn_accuracy(codes, labels, reference, reference_labels, k=k, batch_size=batch_size) == \
+        pytest.approx(expected, abs=1e-12)
+
+
+def test_knn_accuracy_without_a_reference_leaves_each_code_out():
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    codes, labels = _clusters(500, seed=5)
+    k = 5
+    # Each code's k nearest *other* codes: the k + 1 nearest, less the code itself (at distance 0).
+    index = neighbors.NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(codes.numpy()) \
+        .kneighbors(codes.numpy(), return_distance=False)
+    votes = [[int(labels[j]) for j in row if j != i][:k] for i, row in enumerate(index)]
+    predicted = [max(range(4), key=lambda c: (v.count(c), -c)) for v in votes]  # ties: smallest label
+    expected = sum(p == int(y) for p, y in zip(predicted, labels)) / len(labels)
+    assert knn_accuracy(codes, labels, k=k, batch_size=128) == pytest.approx(expected, abs=1e-12)
+    # Not the same as letting each code vote for itself, which a 1-neighbour vote would always win.
+    assert knn_accuracy(codes, labels, codes, labels, k=1) == 1.0
+    assert knn_accuracy(codes, labels, k=1) < 0.95
+
+
+def test_knn_ties_go_to_the_smallest_label():
+    reference = torch.tensor([[0.0], [1.0], [-1.0], [2.0]])
+    codes = torch.tensor([[0.1]])
+    # The four nearest hold two 3s and two 1s: a tie, which the smaller label wins.
+    assert knn_accuracy(codes, torch.tensor([1]), reference, torch.tensor([3, 1, 3, 1]), k=4) == 1.0
+    assert knn_accuracy(codes, torch.tensor([3]), reference, torch.tensor([3, 1, 3, 1]), k=4) == 0.0
+
+
+def test_nearest_code_and_knn_accuracy_reject_bad_input():
+    codes = torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="same d"):
+        nearest_code(codes, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="flatten"):
+        nearest_code(torch.zeros(5, 1, 28, 28), torch.zeros(4, 784))
+    with pytest.raises(ValueError, match="k must be an integer between 1 and 4"):
+        knn_accuracy(codes, torch.zeros(5, dtype=torch.long), k=5)
+    with pytest.raises(ValueError, match="one label per code"):
+        knn_accuracy(codes, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="together"):
+        knn_accuracy(codes, torch.zeros(5, dtype=torch.long), reference=codes)
 
 
 def test_decode_gives_pixel_probabilities_batch_by_batch(mnist):

@@ -228,6 +228,27 @@ def test_sigma_histogram_marks_the_clamp_floor_where_asked():
 
 # --- the latent explorer ----------------------------------------------------------------------------
 
+def test_tile_images_lays_out_rows_of_tiles_with_padding_between():
+    images = _images(5)
+    grid = plots.tile_images(images, nrow=3, pad=2)
+    assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)  # two rows of three 28-pixel tiles, 2 pixels apart
+    np.testing.assert_allclose(_tile(grid, 1, 1, pad=2), images[4, 0].numpy())
+    assert (grid[:, :2] == 1).all() and (grid[-2:, :] == 1).all()
+    assert (_tile(grid, 1, 2, pad=2) == 1).all()  # the sixth place has no image: padding colour
+    np.testing.assert_allclose(plots.tile_images(images, nrow=5, pad=0), torch.cat(list(images[:, 0]), 1).numpy())
+
+
+def test_png_bytes_with_a_palette_is_smaller_and_looks_the_same():
+    from PIL import Image
+
+    fig = plots.image_grid(_images(16), nrow=4)
+    full, small = plots.png_bytes(fig), plots.png_bytes(fig, palette=True)
+    pixels = [np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float) for png in (full, small)]
+    assert pixels[0].shape == pixels[1].shape == (int(fig.get_figheight() * 100), int(fig.get_figwidth() * 100), 3)
+    assert np.abs(pixels[0] - pixels[1]).mean() < 6  # of 255: no visible change
+    assert len(small) < 0.8 * len(full)
+
+
 @pytest.fixture(scope="module")
 def explorer():
     torch.manual_seed(0)

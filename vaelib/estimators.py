@@ -4,7 +4,8 @@ q is the diagonal Gaussian N(mu, diag(exp(logvar))). Each ``*_surrogate`` functi
 whose gradient (by ``backward`` or ``torch.autograd.grad``) with respect to ``mu``, ``logvar`` or any
 parameters upstream of them is an unbiased estimate of the gradient of E_q[f(z)]:
 
-- :func:`reparam_surrogate`: z = mu + sigma * eps, so the gradient flows through the sample;
+- :func:`reparam_surrogate`: z = mu + sigma * eps (:func:`vaelib.losses.reparameterize`), so the
+  gradient flows through the sample;
 - :func:`reinforce_surrogate`: the score-function (REINFORCE) estimator,
   E_q[(f(z) - b) * grad log q(z)], which needs no gradient of f at all, but is noisy.
 
@@ -17,34 +18,15 @@ from typing import Callable
 
 import torch
 
-from vaelib.losses import log_normal
+from vaelib.losses import log_normal, reparameterize
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # z: [n, batch, latent] -> f(z): [n, batch]
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``: a sample of q that passes gradients.
-
-    ``eps`` may carry extra leading sample dimensions, e.g. ``[n_samples, batch, latent]``. A
-    ``generator`` on another device than ``mu`` (a CPU one for a model on the GPU) is allowed.
-    """
-    if eps is None:
-        device = generator.device if generator is not None else mu.device
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=device).to(mu.device)
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
-def _eps(mu: torch.Tensor, n_samples: int, generator: torch.Generator | None) -> torch.Tensor:
-    if n_samples <= 0:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
-    return torch.randn((n_samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
 
 
 def reparam_surrogate(f: Objective, mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Mean of f over ``n_samples`` reparameterized samples, summed over the batch."""
-    z = reparameterize(mu, logvar, _eps(mu, n_samples, generator))
+    z = reparameterize(mu, logvar, generator=generator, n_samples=n_samples)
     return f(z).mean(0).sum()
 
 
@@ -57,7 +39,7 @@ def reinforce_surrogate(f: Objective, mu: torch.Tensor, logvar: torch.Tensor, n_
     f over the *other* samples (needs ``n_samples >= 2``). Any baseline that does not depend on the
     sample itself leaves the estimator unbiased, because E_q[grad log q] = 0; a good one cuts variance.
     """
-    z = reparameterize(mu, logvar, _eps(mu, n_samples, generator)).detach()
+    z = reparameterize(mu, logvar, generator=generator, n_samples=n_samples).detach()
     with torch.no_grad():
         fz = f(z)
         if baseline == "loo":

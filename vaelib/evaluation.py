@@ -6,7 +6,8 @@ importance-weighted estimate with K samples (the IWAE bound of Burda et al.) tig
 The figures' numbers are computed here and drawn by :mod:`vaelib.plots`: :func:`decode`,
 :func:`interpolation_codes`, :func:`manifold_codes`, :func:`prior_radius` (the ball that holds a given
 share of N(0, I) draws) and :class:`FrechetDistance`, the book's one measure of how far a set of images
-is from the real ones.
+is from the real ones. :func:`nearest_code` and :func:`knn_accuracy` measure where codes lie relative to
+each other: the gaps between them, and how well nearby codes share a class.
 :func:`kl_decomposition` splits the average KL into the information in the code and the mismatch between
 the aggregate posterior and the prior (chapter 5).
 """
@@ -19,7 +20,8 @@ from typing import NamedTuple
 import torch
 
 from vaelib.data import check_images
-from vaelib.losses import LOG_2PI, bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
+from vaelib.losses import (LOG_2PI, bernoulli_nll, gaussian_kl, log_normal, log_standard_normal,
+                           reparameterize)
 from vaelib.models import Model
 
 FRECHET_COMPONENTS = 50
@@ -85,9 +87,7 @@ def iw_log_likelihood(model: Model, x: torch.Tensor, k: int = 100,
     log_w = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        eps = torch.randn((n, *mu.shape), generator=generator,
-                          device=generator.device if generator is not None else mu.device).to(mu.device)
-        z = mu + torch.exp(0.5 * logvar) * eps                            # [n, batch, latent]
+        z = reparameterize(mu, logvar, generator=generator, n_samples=n)  # [n, batch, latent]
         logits = model.decode(z.reshape(-1, z.shape[-1]))
         log_px_z = -bernoulli_nll(logits, x.repeat(n, *([1] * (x.dim() - 1))), validate=False)
         log_w.append(log_px_z.view(n, -1) + log_standard_normal(z) - log_normal(z, mu, logvar))
@@ -220,18 +220,12 @@ def manifold_codes(latent_dim: int, n: int = 15, dims: tuple[int, int] = (0, 1)
 
 def prior_radius(latent_dim: int, share: float = 0.99) -> float:
     """The radius of the ball around 0 that holds ``share`` of N(0, I) draws in ``latent_dim``
-    dimensions: the square root of the chi-square quantile, found by bisection on its CDF."""
+    dimensions: the square root of the chi-square quantile with ``latent_dim`` degrees of freedom."""
+    from scipy.stats import chi2  # here, not at the top: scipy.stats takes a second to import
+
     if not 0 < share < 1:
         raise ValueError(f"share must be between 0 and 1, got {share}")
-    k = torch.tensor(latent_dim / 2, dtype=torch.float64)
-    lo, hi = 0.0, float(latent_dim) + 40.0 * math.sqrt(latent_dim) + 40.0  # bounds on r^2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if torch.special.gammainc(k, torch.tensor(mid / 2, dtype=torch.float64)).item() < share:
-            lo = mid
-        else:
-            hi = mid
-    return math.sqrt((lo + hi) / 2)
+    return math.sqrt(chi2.ppf(share, latent_dim))
 
 
 def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
@@ -245,6 +239,66 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
     centred = codes - codes.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     return centred @ v[:2].T, ("principal component 1", "principal component 2")
+
+
+class Nearest(NamedTuple):
+    """The nearest reference code of each query code: ``distance`` and ``index`` (into the reference),
+    ``[n_queries]`` each."""
+
+    distance: torch.Tensor
+    index: torch.Tensor
+
+
+def _k_nearest(queries: torch.Tensor, reference: torch.Tensor, k: int, batch_size: int,
+               leave_one_out: bool = False):
+    """``(distances, indices) [batch, k]`` of the ``k`` nearest reference rows, a batch of queries at a
+    time (a 10,000 x 60,000 distance matrix would not fit in memory). ``leave_one_out``: the queries
+    are the reference, and a row is not its own neighbour."""
+    if queries.dim() != 2 or reference.dim() != 2 or queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"expected codes [n, d] and reference codes [m, d] of the same d, got "
+                         f"{tuple(queries.shape)} and {tuple(reference.shape)}; flatten images first")
+    if not isinstance(k, int) or not 1 <= k <= len(reference) - leave_one_out:
+        raise ValueError(f"k must be an integer between 1 and {len(reference) - leave_one_out} "
+                         f"(the number of reference codes), got {k!r}")
+    for start in range(0, len(queries), batch_size):
+        d = torch.cdist(queries[start:start + batch_size].float(), reference.float())
+        if leave_one_out:
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = math.inf
+        yield d.topk(k, dim=1, largest=False)
+
+
+def nearest_code(queries: torch.Tensor, reference: torch.Tensor, batch_size: int = 1000) -> Nearest:
+    """The Euclidean distance from each code ``queries: [n, d]`` to its nearest code in
+    ``reference: [m, d]``, and that code's index. Introduced in chapter 2, to find the gaps between an
+    autoencoder's codes."""
+    parts = list(_k_nearest(queries, reference, 1, batch_size))
+    return Nearest(torch.cat([p.values[:, 0] for p in parts]), torch.cat([p.indices[:, 0] for p in parts]))
+
+
+def knn_accuracy(codes: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor | None = None,
+                 reference_labels: torch.Tensor | None = None, k: int = 5, batch_size: int = 1000) -> float:
+    """The share of ``codes: [n, d]`` whose label is the commonest label among their ``k`` nearest
+    ``reference`` codes (a tie goes to the smallest label): how well nearby codes share a class.
+    With no reference, each code is judged by its ``k`` nearest *other* codes (leave-one-out).
+    Introduced in chapter 1."""
+    leave_one_out = reference is None
+    if leave_one_out != (reference_labels is None):
+        raise ValueError("pass reference and reference_labels together (or neither, to judge each code "
+                         "by the other codes)")
+    if leave_one_out:
+        reference, reference_labels = codes, labels
+    labels, reference_labels = torch.as_tensor(labels).cpu(), torch.as_tensor(reference_labels).cpu()
+    if len(labels) != len(codes) or len(reference_labels) != len(reference):
+        raise ValueError(f"need one label per code: {len(codes)} codes and {len(labels)} labels, "
+                         f"{len(reference)} reference codes and {len(reference_labels)} labels")
+    n_classes = int(max(labels.max(), reference_labels.max())) + 1
+    hits, start = 0, 0
+    for _, nearest in _k_nearest(codes, reference, k, batch_size, leave_one_out):
+        votes = torch.nn.functional.one_hot(reference_labels[nearest.cpu()], n_classes).sum(1)
+        hits += (votes.argmax(1) == labels[start:start + len(nearest)]).sum().item()
+        start += len(nearest)
+    return hits / len(codes)
 
 
 class KLDecomposition(NamedTuple):
@@ -309,8 +363,7 @@ def kl_split(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 2000,
     n = len(mu)
     average_kl = gaussian_kl(mu, logvar).mean().item()
     pick = torch.randint(n, (n_samples,), generator=generator)
-    eps = torch.randn((n_samples, mu.shape[1]), generator=generator, dtype=torch.float64)
-    z = mu[pick] + torch.exp(0.5 * logvar[pick]) * eps
+    z = reparameterize(mu[pick], logvar[pick], generator=generator)
     info = log_normal(z, mu[pick], logvar[pick]) - log_aggregate_posterior(z, mu, logvar)
     mutual_information = info.mean().item()
     return KLDecomposition(average_kl=average_kl, mutual_information=mutual_information,

@@ -71,6 +71,24 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
 
 
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None, n_samples: int | None = None) -> torch.Tensor:
+    """``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``: a sample of q that passes gradients to
+    ``mu`` and ``logvar`` (the reparameterization trick, chapter 6).
+
+    ``n_samples`` draws that many at once: ``[n_samples, *mu.shape]``; a given ``eps`` may carry such
+    leading sample dimensions too. A ``generator`` on another device than ``mu`` (a CPU one for a model
+    on the GPU) is allowed.
+    """
+    if eps is None:
+        if n_samples is not None and (not isinstance(n_samples, int) or n_samples <= 0):
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
+        device = generator.device if generator is not None else mu.device
+        eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=device).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
 def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Single-sample estimates log q(z|x) - log p(z), z ~ q: ``[n_samples, batch]``.
@@ -79,11 +97,7 @@ def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
     standard error. This works for any q and p, which is why the VAE paper introduces it first.
     """
     _check_gaussian(mu, logvar)
-    if n_samples <= 0:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
-    eps = torch.randn((n_samples, *mu.shape), generator=generator, dtype=mu.dtype,
-                      device=mu.device)
-    z = mu + torch.exp(0.5 * logvar) * eps
+    z = reparameterize(mu, logvar, generator=generator, n_samples=n_samples)
     return log_normal(z, mu, logvar) - log_standard_normal(z)
 
 

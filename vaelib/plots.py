@@ -7,6 +7,7 @@ Images are ``[N, 1, H, W]`` tensors with values in [0, 1] (pixel probabilities o
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Sequence
 
@@ -16,23 +17,34 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from PIL import Image
 
 from vaelib.evaluation import project_2d
 
 History = dict[str, list]
 
 
-def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
-    """Tile ``[N, 1, H, W]`` images into one 2-D array, ``nrow`` images per row."""
-    images = images.detach().cpu().float()
-    n, _, h, w = images.shape
-    rows = math.ceil(n / nrow)
-    out = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h,
-            pad + c * (w + pad):pad + c * (w + pad) + w] = images[i, 0].numpy()
-    return out
+def tile_images(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
+    """The first channel of ``[N, C, H, W]`` images tiled into one 2-D array, ``nrow`` images per row
+    (fewer if there are fewer images), with ``pad`` pixels of value 1 between and around them."""
+    from torchvision.utils import make_grid  # here, not at the top: torchvision takes seconds to import
+
+    grid = make_grid(images.detach().cpu().float()[:, :1], nrow=nrow, padding=pad, pad_value=1.0)
+    return grid[0].numpy()  # make_grid repeats a single channel three times
+
+
+def png_bytes(fig: Figure, dpi: int = 100, palette: bool = False) -> bytes:
+    """The figure as PNG bytes. ``palette=True`` stores it with 256 colours: a fraction of the bytes
+    and no visible change, for an image embedded in a page."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    if not palette:
+        return buffer.getvalue()
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _finish(fig: Figure) -> Figure:
@@ -58,7 +70,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, title: str = "Images",
     if images.dim() != 4:
         raise ValueError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}")
     nrow = min(nrow, len(images))
-    grid = _grid(images, nrow)
+    grid = tile_images(images, nrow)
     if ax is None:
         fig, ax = plt.subplots(figsize=(0.55 * nrow + 1.2, 0.55 * grid.shape[0] / 29 + 0.8))
     else:
@@ -177,7 +189,7 @@ def manifold(images: torch.Tensor, quantiles: torch.Tensor,
     if images.dim() != 4 or len(images) != n * n:
         raise ValueError(f"expected {n * n} images [N, C, H, W] for {n} quantiles, got {tuple(images.shape)}")
     fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(_grid(images, n, pad=0), cmap="gray_r", vmin=0, vmax=1)
+    ax.imshow(tile_images(images, n, pad=0), cmap="gray_r", vmin=0, vmax=1)
     side = images.shape[-1]
     ticks = np.arange(n) * side + side / 2
     ax.set_xticks(ticks[::2])

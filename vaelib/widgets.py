@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from vaelib.models import Model
-from vaelib.plots import _grid
+from vaelib.evaluation import decode
+from vaelib.plots import png_bytes, tile_images
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -40,16 +41,10 @@ class LatentExplorer:
         if n_sliders <= 0:
             raise ValueError(f"n_sliders must be positive, got {n_sliders}")
         self.model = model.eval()
-        self.device = next(model.parameters()).device
         self.n_sliders = min(n_sliders, model.config.latent_dim)
         self.span, self.steps = span, steps
         self.z = torch.zeros(1, model.config.latent_dim)
         self._widget = None
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities ``[N, 1, H, W]`` for codes ``z: [N, latent]`` on the CPU."""
-        return torch.sigmoid(self.model.decode(z.to(self.device))).cpu()
 
     def static_figure(self):
         """One row per slider: the image as that slider sweeps -span..span, the others at 0."""
@@ -57,7 +52,7 @@ class LatentExplorer:
         z = torch.zeros(self.n_sliders * self.steps, self.model.config.latent_dim)
         for d in range(self.n_sliders):
             z[d * self.steps:(d + 1) * self.steps, d] = values
-        grid = _grid(self.decode(z), self.steps)
+        grid = tile_images(decode(self.model, z), self.steps)
         fig, ax = plt.subplots(figsize=(0.6 * self.steps + 1.2, 0.6 * self.n_sliders + 1.0))
         ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
         side = grid.shape[1] / self.steps
@@ -73,10 +68,9 @@ class LatentExplorer:
 
     def static_png(self) -> bytes:
         fig = self.static_figure()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=160)  # sharp on high-DPI screens and phones
+        png = png_bytes(fig, dpi=160)  # sharp on high-DPI screens and phones
         plt.close(fig)
-        return buf.getvalue()
+        return png
 
     def widget(self):
         """The live ipywidgets explorer (built once)."""
@@ -91,7 +85,7 @@ class LatentExplorer:
         def redraw(_=None) -> None:
             for d, s in enumerate(sliders):
                 self.z[0, d] = s.value
-            image.value = _png(self.decode(self.z)[0, 0].numpy())
+            image.value = _png(decode(self.model, self.z)[0, 0].numpy())
 
         for s in sliders:
             s.observe(redraw, names="value")
