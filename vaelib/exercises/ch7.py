@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from vaelib.evaluation import bits_per_dim
 from vaelib.exercises.checking import LN2, _call, _close, _exercise, _first_match, _gen, _number, _tensor, _Wrong
 
 
@@ -56,7 +57,7 @@ def _check_iw_bound(fn):
 
 
 def _to_bits_per_dim(loglik: float, n_dims: int) -> float:
-    return -loglik / (n_dims * math.log(2))
+    return bits_per_dim(loglik, n_dims)
 
 
 @_exercise("ch7_bits_per_dim", "to_bits_per_dim", _to_bits_per_dim)

@@ -3,17 +3,17 @@ codes on the pad's plane with a grid of points, and the images the decoder makes
 
 from __future__ import annotations
 
-import io
-
+import matplotlib
 import numpy as np
 import torch
 
+from vaelib.evaluation import decode
 from vaelib.live.plane import Plane
 from vaelib.models import Model
+from vaelib.plots import png_bytes as figure_png, tile_images
 
-# matplotlib's tab10, the colours of vaelib.plots.latent_scatter
-TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# matplotlib's tab10, the colours of vaelib.plots.latent_scatter and of the page's script
+TAB10 = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
 
 
 def static_png(model: Model, plane: Plane, points: torch.Tensor, labels: np.ndarray,
@@ -26,15 +26,8 @@ def static_png(model: Model, plane: Plane, points: torch.Tensor, labels: np.ndar
     cx, cy = plane.centre
     steps = torch.linspace(-1, 1, n) * plane.half * (n - 1) / n
     ab = torch.stack([(cx + steps).repeat(n), (cy + steps.flip(0)).repeat_interleave(n)], 1)  # top row first
-    device = next(model.parameters()).device
     with torch.no_grad():
-        images = torch.sigmoid(model.decode(plane.codes(ab).to(device))).cpu()
-    h, w = images.shape[-2:]
-    images = images[:, 0].reshape(n, n, h, w)  # the first channel, as the page shows it
-    tiles = np.ones((n * (h + 1) + 1, n * (w + 1) + 1), dtype=np.float32)
-    for r in range(n):
-        for c in range(n):
-            tiles[1 + (h + 1) * r:(h + 1) * (r + 1), 1 + (w + 1) * c:(w + 1) * (c + 1)] = images[r, c].numpy()
+        tiles = tile_images(decode(model, plane.codes(ab)), n)  # the first channel, as the page shows it
 
     fig = Figure(figsize=(9.0, 4.8), layout="constrained")
     ax, ax_img = fig.subplots(1, 2)
@@ -57,20 +50,7 @@ def static_png(model: Model, plane: Plane, points: torch.Tensor, labels: np.ndar
     ax_img.set_title("The image decoded at each point")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=9,
                markerscale=3, frameon=False, handletextpad=0.1, columnspacing=1.0)
-    return _small_png(fig)
-
-
-def _small_png(fig) -> bytes:
-    """The figure as a PNG with a 256-colour palette: a fraction of the bytes, no visible change."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    buf.seek(0)
-    image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    return figure_png(fig, palette=True)
 
 
 def png_bytes(fallback) -> bytes:
@@ -82,7 +62,7 @@ def png_bytes(fallback) -> bytes:
     if hasattr(fallback, "savefig"):
         import matplotlib.pyplot as plt
 
-        png = _small_png(fallback)
+        png = figure_png(fallback, palette=True)
         plt.close(fallback)  # shown inside the live figure, not again at the end of the cell
         return png
     raise TypeError(f"fallback must be a matplotlib figure or PNG bytes, got {type(fallback).__name__}")

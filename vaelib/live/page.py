@@ -14,7 +14,7 @@ from string import Template
 import numpy as np
 import torch
 
-from vaelib.evaluation import encode_mean, prior_radius
+from vaelib.evaluation import decode, encode_mean, prior_radius
 from vaelib.live.decoder import b64, decode_exported, decoder_layers, export_decoder, weight_chars
 from vaelib.live.drawing import TAB10, png_bytes, static_png
 from vaelib.live.plane import fit_plane, shown_codes
@@ -143,7 +143,6 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise ValueError("the model holds NaN or infinite weights, so its decoder draws nothing; retrain it")
     model = model.eval()
-    device = next(model.parameters()).device
     d = model.config.latent_dim
     codes = codes.detach().cpu().float()
     plane = fit_plane(codes, circle)
@@ -155,7 +154,7 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
                          f"{MAX_WEIGHT_CHARS:,}; live figures suit decoders of about 0.4 M weights "
                          f"(this one has {sum(l.weight.numel() for l in layers):,})")
     check = shown_codes(plane, codes, 2000, seed + 1)   # fresh codes, not the ones the rounding saw
-    reference = torch.sigmoid(model.decode(check.to(device))).cpu().flatten(1).double().numpy()
+    reference = decode(model, check).flatten(1).double().numpy()
     max_error = float(np.abs(decode_exported(decoder, check.numpy()) - reference).max())
     if not max_error <= MAX_PIXEL_ERROR:  # so that a NaN fails the check too
         raise ValueError(f"the page's 8-bit decoder differs from PyTorch's by up to {max_error:.3f} per pixel, "
@@ -186,7 +185,7 @@ def figure(model: Model, codes: torch.Tensor, labels: torch.Tensor, class_names=
     else:
         corner = torch.tensor(plane.centre) + plane.half * torch.tensor([0.9, -0.9])
         check_codes = torch.stack([start, corner, plane.codes(plane.uniform(1, gen))[0]])
-    check_probs = torch.sigmoid(model.decode(check_codes.to(device))).cpu().flatten(1)
+    check_probs = decode(model, check_codes).flatten(1)
 
     payload = {
         "version": 1,
