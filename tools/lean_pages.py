@@ -28,7 +28,6 @@ from pathlib import Path
 from markupsafe import Markup
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-ICON_SCRIPT = "scripts/fontawesome.js"
 _ICON_SCRIPT_TAG = re.compile(r'\s*<script\b[^>]*\bsrc="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*>\s*</script>')
 _IMG = re.compile(r"<img\b[^>]*>")
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +59,8 @@ def _live_data_to_files(app, body: str, pathto) -> str:
 
 def _png_size(path: Path) -> tuple[int, int] | None:
     try:
-        head = path.read_bytes()[:24]
+        with path.open("rb") as f:
+            head = f.read(24)
     except OSError:
         return None
     return struct.unpack(">II", head[16:24]) if head[:8] == _PNG and len(head) == 24 else None
