@@ -1,14 +1,16 @@
 # make test : every test (unit tests, notebook validation, book build, browser checks)
 # make book : the HTML book in _build/html (reader mode), with the whole book as _build/html/book.pdf
 # make book-student : the same book without the exercises' solutions, in _build/student/_build/html
-# make lab  : Jupyter Lab on the chapters
-# All create .venv and install requirements.txt on first use.
+# make lab  : Jupyter Lab on the chapters, with only what running them needs (requirements-reader.txt)
+# All create .venv on first use; `make lab` installs the reader's set into it, the others requirements.txt
+# (that set plus the tools that build and test the book).
 
 SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
+READER_STAMP := $(VENV)/.installed-reader
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
@@ -22,7 +24,7 @@ define drop_stale_cache
 	  echo "$$h" > $(1)/_build/.vaelib-hash; fi
 endef
 
-.PHONY: install test unit notebooks book book-quick book-student book-student-quick pdf lab browser bench clean
+.PHONY: install reader test unit notebooks book book-quick book-student book-student-quick pdf lab browser bench clean
 
 # MathJax is served from the book itself (no CDN), so math renders with no network.
 # It comes from the npm registry at a pinned version, checked against the tarball's SHA-512.
@@ -38,7 +40,7 @@ MATHJAX_STAMP   := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)-with-print
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-reader.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt
@@ -106,9 +108,24 @@ pdf: book
 	@test -f _build/html/book.pdf || { echo "no PDF: install Chromium (apt-get install chromium)" >&2; exit 1; }
 	@echo "The whole book as a PDF: _build/html/book.pdf"
 
+# A reader's install: what running the chapters needs (requirements-reader.txt), none of the build and test
+# tools. On Linux, PyTorch comes from PyTorch's CPU-only index: pip's `torch==2.14.1` then resolves to
+# `2.14.1+cpu`, without the several GB of CUDA libraries that PyPI's Linux build brings (`make lab
+# TORCH_INDEX=` keeps PyPI's build). On macOS and Windows, PyPI's PyTorch has no CUDA libraries anyway.
+TORCH_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu)
+
+reader: $(READER_STAMP)
+
+$(READER_STAMP): requirements-reader.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements-reader.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
 # Jupyter Lab on the chapters, with the widget manager that chapter 7's explorer needs (ipywidgets 8).
 # --allow-root only where make runs as root (a container), which Jupyter otherwise refuses.
-lab: $(STAMP)
+lab: $(READER_STAMP)
 	$(BIN)/jupyter lab chapters/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The student edition of the quick book (HTML and reader notebooks), from the quick book's execution cache,

@@ -3,9 +3,13 @@
    Each div.vae-live carries its decoder's weights and its latent plane in a JSON script tag
    (class vae-live-data). The figure's markup, and so the class names this script looks for, comes from
    vaelib/live/page.html. When the page has loaded, every such figure is wired up: its static image is
-   hidden and its controls are shown. Nothing is fetched, so the figures work from file:// as well as
-   over http, and with no kernel. Each figure element gets a small API, element.vaeLive, that the
-   browser tests use: decode(code), code(), setCode(code), coords() and check(). */
+   hidden and its controls are shown. In the built book that tag is empty and names, in data-src, a
+   script of its own that holds the JSON (tools/lean_pages.py moves it there, so that a first visit does
+   not download every figure's weights): it is loaded when the figure comes near the screen, and calls
+   vaeLiveData(key, json), which fills the tag and wires the figure up. A script, not fetch(), so the
+   figures work from file:// as well as over http, and with no kernel. Each figure element gets a small
+   API, element.vaeLive, that the browser tests use: decode(code), code(), setCode(code), coords() and
+   check(). */
 (function () {
   "use strict";
 
@@ -276,13 +280,43 @@
     root.classList.add("vae-live-ready");
   }
 
+  function start(root) {
+    try {
+      setup(root);
+    } catch (err) {
+      console.error("vae-live: this figure could not start, so its static image stays:", err);
+    }
+  }
+
+  // A figure whose data is in a script of its own: load it when the figure is within a screen's height.
+  function loadWhenNear(root, data) {
+    const load = function () {
+      if (data.dataset.loading) return;
+      data.dataset.loading = "1";
+      const s = document.createElement("script");
+      s.src = data.dataset.src;
+      s.onerror = function () { console.error("vae-live: could not load " + data.dataset.src + ", so its static image stays"); };
+      document.head.appendChild(s);
+    };
+    if (!window.IntersectionObserver) return load();
+    const seen = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { seen.disconnect(); load(); }
+    }, {rootMargin: "100% 0px"});
+    seen.observe(root);
+  }
+
+  window.vaeLiveData = function (key, json) {
+    document.querySelectorAll('script.vae-live-data[data-key="' + key + '"]').forEach(function (data) {
+      data.textContent = json;
+      start(data.closest(".vae-live"));
+    });
+  };
+
   function init() {
     document.querySelectorAll(".vae-live").forEach(function (root) {
-      try {
-        setup(root);
-      } catch (err) {
-        console.error("vae-live: this figure could not start, so its static image stays:", err);
-      }
+      const data = root.querySelector("script.vae-live-data");
+      if (data && data.dataset.src && !data.textContent.trim()) loadWhenNear(root, data);
+      else start(root);
     });
   }
 

@@ -122,9 +122,9 @@ def test_the_readme_and_the_introduction_state_the_measured_chapter_times():
     assert "{{ run_reader_slowest_s }} s per chapter and {{ run_reader_total_s }} s" in re.sub(r"\s+", " ", intro)
 
 
-def test_the_readme_states_the_books_recipe():
+def test_the_command_line_docs_state_the_books_recipe():
     from vaelib import book
-    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
+    readme = re.sub(r"\s+", " ", (ROOT / "CLI.md").read_text(encoding="utf-8"))
     assert f"warms up to a peak of {book.BOOK_LR:g} and decays along a cosine" in readme
     epochs = sorted({m.recipe["epochs"] for name, m in book.BOOK_MODELS.items() if not name.startswith("conv")})
     assert f"the book's own models train for {' or '.join(map(str, epochs))}." in readme, epochs

@@ -17,6 +17,8 @@ WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 CURRENT_MAJORS = {"actions/checkout": 6, "actions/setup-python": 6, "actions/setup-node": 6,
                   "actions/cache": 5, "actions/configure-pages": 6, "actions/upload-pages-artifact": 5,
                   "actions/deploy-pages": 5, "actions/upload-artifact": 6, "actions/download-artifact": 7}
+# requirements.txt and the files it includes (`-r`): the installed packages, which the caches must follow.
+REQUIREMENTS = ["requirements.txt"] + re.findall(r"^-r (\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
 PUBLISH_ONLY = re.compile(r"github\.event_name != 'pull_request' && github\.ref == 'refs/heads/main'")
 
 
@@ -97,8 +99,8 @@ def test_the_execution_cache_is_keyed_on_the_requirements_and_vaelib(workflow):
         assert "_build/.jupyter_cache" in paths and "_build/quick/_build/.jupyter_cache" in paths, paths
         for key in [step["with"]["key"], *str(step["with"].get("restore-keys", "")).splitlines()]:
             hashed = " ".join(re.findall(r"hashFiles\(([^)]*)\)", key))
-            assert "'requirements.txt'" in hashed and "'vaelib/" in hashed, \
-                f"cache key {key!r} does not depend on requirements.txt and vaelib"
+            assert "'vaelib/" in hashed and all(f"'{name}'" in hashed for name in REQUIREMENTS), \
+                f"cache key {key!r} does not depend on vaelib and every requirements file {REQUIREMENTS}"
 
 
 def test_a_published_book_requires_the_full_data(workflow):

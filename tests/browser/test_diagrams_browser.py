@@ -79,6 +79,7 @@ def test_figures_keep_their_shape_at_phone_width(diagram_page, browser, base_url
         page.goto(base_url + diagram_page, wait_until="load")
         shapes = page.evaluate("""async () => {
           const imgs = [...document.querySelectorAll('.cell_output img')];
+          for (const img of imgs) img.loading = 'eager';  // the book's images are lazy (tools/lean_pages.py)
           await Promise.all(imgs.map(img => img.decode().catch(() => null)));
           return imgs.map(img => ({src: img.src.split('/').pop().slice(0, 40), natural: img.naturalWidth / img.naturalHeight,
                                    shown: img.getBoundingClientRect().width / img.getBoundingClientRect().height,

@@ -47,6 +47,8 @@ class Opened:
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.goto(url, wait_until="load")
+        # In the built book a figure loads its data when it comes near the screen (tools/lean_pages.py).
+        self.page.locator(".vae-live").first.scroll_into_view_if_needed()
         self.page.wait_for_selector(".vae-live.vae-live-ready", timeout=READY_TIMEOUT_MS)
         self.figure = self.page.query_selector(".vae-live")
 
