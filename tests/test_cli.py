@@ -192,17 +192,15 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
 
 
 def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monkeypatch, capsys):
-    import vaelib.training as training
-
     out = tmp_path / "diverge.pt"
-    real_fit = training.fit
+    real_fit = cli.fit
 
     def fit_then_diverge(*args, **kwargs):
         real_fit(*args, **{**kwargs, "epochs": 1})
         raise TrainingDiverged("the loss became nan in epoch 2; try a lower learning rate "
                                "(e.g. --lr 0.0001)")
 
-    monkeypatch.setattr(training, "fit", fit_then_diverge)
+    monkeypatch.setattr(cli, "fit", fit_then_diverge)
     code = cli.main(["train", "--epochs", "3", "--out", str(out), *SMALL])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
@@ -236,3 +234,19 @@ def test_evaluate_asks_for_the_dataset_when_the_checkpoint_does_not_name_it(tmp_
     proc = run_cli("evaluate", str(tmp_path / "bare.pt"), "--dataset", "mnist", "--iw-samples", "0",
                    "--json")
     assert proc.returncode == 0 and last_json(proc.stdout)["dataset"] == "mnist"
+
+
+def test_only_vaelibs_own_errors_become_one_line_messages(tmp_path, monkeypatch):
+    """A setting that cannot work is a vaelib error and one line; a bug, here a ValueError raised inside training,
+    keeps its traceback instead of passing for a message written for the user."""
+    monkeypatch.setenv("VAELIB_OFFLINE", "maybe")
+    assert_one_line_error(run_cli("train", "--epochs", "1", "--out", str(tmp_path / "a.pt"), *SMALL), 1,
+                          "VAELIB_OFFLINE='maybe' is neither on nor off")
+    monkeypatch.setenv("VAELIB_OFFLINE", "1")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside vaelib")
+
+    monkeypatch.setattr(cli, "fit", broken)
+    with pytest.raises(ValueError, match="a bug inside vaelib"):
+        cli.main(["train", "--epochs", "1", "--out", str(tmp_path / "b.pt"), *SMALL])

@@ -18,8 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from vaelib.data import check_images
-from vaelib.losses import LOG_2PI, bernoulli_nll, gaussian_kl, log_normal, log_standard_normal
+from vaelib.losses import LOG_2PI, bernoulli_nll, check_images, gaussian_kl, log_normal, log_standard_normal
 from vaelib.models import Model
 
 FRECHET_COMPONENTS = 50

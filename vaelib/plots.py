@@ -18,8 +18,7 @@ from matplotlib.patches import Ellipse, Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vaelib.evaluation import project_2d
-
-History = dict[str, list]
+from vaelib.recipe import History
 
 
 def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
