@@ -68,19 +68,17 @@ BOOK_MODELS: dict[str, BookModel] = {
     "conv-vae-20d": BookModel(dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,), epochs=6), "tab:pink",
                               "20-D convolutional VAE"),
 }
-# The book's recipes: vaelib's (TrainConfig's fields) with named overrides; each model adds its own above.
-#: Reader mode, and the command line's recipe: a warm-up, then a cosine decay from a peak rate of 0.005.
+# The book's recipes: vaelib's (TrainConfig) with named overrides; each model above adds its own.
+#: Reader mode, and the command line's: a warm-up, then a cosine decay from a higher peak rate.
 READER = TrainConfig(lr=5e-3, schedule="cosine")
 #: Quick mode (``VAELIB_QUICK=1``): a few epochs on a small subset, at TrainConfig's constant rate.
 QUICK = TrainConfig(epochs=4, n_train=3000)
-#: The 5,000-digit offline subset of MNIST keeps the recipe the book had before the schedule: TrainConfig's
-#: constant rate for 15 epochs. The schedule and the epochs above were measured on 60,000 training images; on
-#: the subset's 4,000, 5 or 6 epochs are fewer than 200 steps, too few for what chapters 2 to 5 show.
+#: The 5,000-digit offline subset of MNIST keeps the recipe from before the schedule, TrainConfig's constant rate
+#: for longer: on its 4,000 training images the reader's 5 or 6 epochs are under 200 steps, too few for chapters 2-5.
 SUBSET = TrainConfig(epochs=15)
 # Reader mode, for a recipe that names no epochs: the most an MLP above needs.
 BOOK_EPOCHS = max(m.recipe["epochs"] for m in BOOK_MODELS.values() if m.recipe.get("arch", "mlp") == "mlp")
-# The fields the chapters and the benchmarks quote, by name.
-BOOK_LR, BOOK_BATCH_SIZE = READER.lr, READER.batch_size
+BOOK_LR, BOOK_BATCH_SIZE = READER.lr, READER.batch_size  # the names the chapters and benchmarks quote
 QUICK_LR, QUICK_EPOCHS, QUICK_N_TRAIN = QUICK.lr, QUICK.epochs, QUICK.n_train
 
 
