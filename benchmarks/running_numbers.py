@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from vaelib import book
-from vaelib.training import WARMUP_FRACTION
+from vaelib.recipe import WARMUP_FRACTION
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

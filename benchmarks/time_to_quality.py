@@ -38,9 +38,11 @@ from vaelib import book  # noqa: E402
 from vaelib.callbacks import Callback  # noqa: E402
 from vaelib.evaluation import evaluate  # noqa: E402
 from vaelib.models import build_model  # noqa: E402
-from vaelib.training import TrainConfig, fit, seed_everything  # noqa: E402
+from vaelib.recipe import TrainConfig  # noqa: E402
+from vaelib.training import fit, seed_everything  # noqa: E402
 
-OLD = dict(schedule="constant", lr=1e-3, batch_size=128, epochs=15)
+# The book's recipe before the schedule, which it keeps on the offline subset of MNIST.
+OLD = {k: getattr(book.SUBSET, k) for k in ("schedule", "lr", "batch_size", "epochs")}
 
 
 def score(model, images: torch.Tensor, beta: float) -> float:
@@ -55,11 +57,11 @@ class _EveryEpoch(Callback):
     def __init__(self, images: torch.Tensor, beta: float) -> None:
         self.images, self.beta, self.points, self.paused = images, beta, [], 0.0
 
-    def on_epoch_end(self, epoch, history, model, optimizer) -> None:
+    def on_epoch_end(self, run, epoch, history) -> None:
         t0 = time.perf_counter()
-        model.eval()
-        self.points.append([sum(history["seconds"]), score(model, self.images, self.beta)])
-        model.train()
+        run.model.eval()
+        self.points.append([sum(history["seconds"]), score(run.model, self.images, self.beta)])
+        run.model.train()
         self.paused += time.perf_counter() - t0
 
 

@@ -16,7 +16,7 @@ import vaelib.callbacks as vcallbacks
 from vaelib.book import train_or_load
 from vaelib.checkpoints import load_checkpoint
 from vaelib.models import VAE
-from vaelib.training import TrainConfig
+from vaelib.recipe import TrainConfig
 
 # --- train_or_load --------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ def test_quick_mode_shrinks_the_recipe(monkeypatch):
     assert (reader.epochs, reader.n_train) == (vbook.BOOK_MODELS["vae-20d"].recipe["epochs"], None)
     assert (reader.schedule, reader.lr, reader.batch_size) == ("cosine", vbook.BOOK_LR, vbook.BOOK_BATCH_SIZE)
     assert (quick.epochs, quick.n_train) == (vbook.QUICK_EPOCHS, vbook.QUICK_N_TRAIN)
-    assert (quick.schedule, quick.lr) == (vbook.QUICK_SCHEDULE, vbook.QUICK_LR)
+    assert (quick.schedule, quick.lr) == (vbook.QUICK.schedule, vbook.QUICK_LR) == ("constant", TrainConfig().lr)
     assert dataclasses.replace(quick, epochs=reader.epochs, n_train=None, schedule=reader.schedule,
                                lr=reader.lr) == reader
     assert vbook.config(**vbook.BOOK_MODELS["vae-2d-nokl"].recipe).beta == 0.0
@@ -205,18 +205,35 @@ def test_the_book_epochs_of_each_model_are_the_fewest_the_benchmark_found_good_e
 
 def test_the_offline_subset_keeps_the_constant_recipe(tmp_path, mnist, tiny_config, monkeypatch):
     """On the 5,000-digit offline subset a config with the book's schedule trains at a constant rate."""
-    assert vbook.is_offline_subset(mnist)
+    assert mnist.offline_subset
     fit_calls, real = [], vbook.fit
     monkeypatch.setattr(vbook, "fit", lambda model, data, config, **kw: fit_calls.append(config)
                         or real(model, data, config, **kw))
-    cfg = dataclasses.replace(_config(tiny_config, epochs=1, n_train=64), schedule=vbook.BOOK_SCHEDULE,
+    cfg = dataclasses.replace(_config(tiny_config, epochs=1, n_train=64), schedule=vbook.READER.schedule,
                               lr=vbook.BOOK_LR)
     vbook.train_or_load(cfg, mnist, cache=tmp_path, progress=False)
     trained = fit_calls[-1]
-    assert (trained.schedule, trained.lr) == (vbook.QUICK_SCHEDULE, vbook.QUICK_LR)
+    assert (trained.schedule, trained.lr) == (vbook.SUBSET.schedule, vbook.SUBSET.lr) == ("constant", 1e-3)
     own = dataclasses.replace(cfg, lr=2e-3)  # a recipe of the caller's own is left alone
     vbook.train_or_load(own, mnist, cache=tmp_path, progress=False)
     assert (fit_calls[-1].schedule, fit_calls[-1].lr) == ("cosine", 2e-3)
+    # The full dataset, with the same images, keeps the book's schedule: the flag decides, not the source's name.
+    full = dataclasses.replace(mnist, offline_subset=False)
+    vbook.train_or_load(cfg, full, cache=tmp_path, progress=False)
+    assert (fit_calls[-1].schedule, fit_calls[-1].lr) == ("cosine", vbook.BOOK_LR)
+
+
+def test_the_cache_key_changes_with_every_setting_the_data_and_the_checkpoint_format(tiny_config, monkeypatch):
+    cfg = TrainConfig(model=tiny_config, dataset="fashion-mnist", epochs=3, n_train=100)
+    assert vbook.cache_key(cfg) == vbook.cache_key(TrainConfig.from_dict(cfg.to_dict()))
+    keys = {vbook.cache_key(cfg), vbook.cache_key(cfg, "other data")}
+    for change in (dict(epochs=4), dict(beta=0.5), dict(lr=2e-3), dict(seed=1), dict(n_train=None),
+                   dict(batch_size=64), dict(binarize="dynamic"), dict(dataset="mnist"),
+                   dict(schedule="cosine"), dict(model=dataclasses.replace(tiny_config, latent_dim=5))):
+        keys.add(vbook.cache_key(dataclasses.replace(cfg, **change)))
+    monkeypatch.setattr(vbook, "CHECKPOINT_FORMAT", vbook.CHECKPOINT_FORMAT + 1)
+    keys.add(vbook.cache_key(cfg))
+    assert len(keys) == 13
 
 
 def test_an_unknown_book_model_lists_the_known_ones():
@@ -234,7 +251,7 @@ def test_clamp_words_count_the_widths_the_clamp_set():
     assert vbook.clamp_words(one_in_ten_thousand).startswith("0.01% of its")
 
 def test_vaelib_data_with_a_tilde_is_under_the_home_folder(tmp_path, monkeypatch, mnist, tiny_config):
-    from vaelib.training import TrainConfig as Config
+    from vaelib.recipe import TrainConfig as Config
 
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir(), work.mkdir()

@@ -13,7 +13,8 @@ from helpers import same_weights, temp_files, train
 from vaelib.checkpoints import checkpoint_checksum, load_checkpoint, save_checkpoint
 from vaelib.errors import CheckpointError
 from vaelib.models import Autoencoder, ModelConfig, build_model
-from vaelib.training import TrainConfig, fit
+from vaelib.recipe import TrainConfig
+from vaelib.training import fit
 
 # --- checkpoints ----------------------------------------------------------------------------------
 
@@ -261,3 +262,36 @@ def test_stale_temporary_files_of_a_killed_run_are_cleaned_up(tmp_path, trained,
 def test_a_checkpoint_loads_onto_the_cpu_whatever_device_wrote_it(tmp_path, trained):
     model, ckpt = load_checkpoint(trained[2], device="cpu")
     assert next(model.parameters()).device.type == "cpu"
+
+
+# --- formats ---------------------------------------------------------------------------------------
+
+def test_a_format_4_checkpoint_still_loads_and_resumes_like_a_straight_run(tmp_path, mnist_small, tiny_config):
+    """Format 5 added the schedule's state. A format-4 checkpoint has none: resumed, its schedule starts at
+    the step its epochs make, which is where a straight run of the same recipe would be."""
+    from vaelib.callbacks import OnEpoch
+
+    straight_model, straight = train(tiny_config, mnist_small, epochs=3, schedule="cosine", lr=3e-3)
+
+    def stop(epoch, history):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, mnist_small, epochs=3, schedule="cosine", lr=3e-3, checkpoint=path,
+              callbacks=[OnEpoch(stop)])
+
+    def to_format_4(c):
+        del c["scheduler"]
+        c["format_version"] = 4
+
+    old = _rewrite(path, tmp_path / "old.pt", to_format_4)
+    model, ckpt = load_checkpoint(old)
+    assert ckpt["format_version"] == 4 and ckpt["scheduler"] is None
+    resumed = fit(model, mnist_small, TrainConfig.from_dict(ckpt["train_config"]), resume=ckpt,
+                  progress=False, device="cpu")
+    assert resumed["loss"] == straight["loss"] and same_weights(model, straight_model)
+    older = _rewrite(path, tmp_path / "older.pt", lambda c: c.update(format_version=3))
+    with pytest.raises(CheckpointError, match="format 3, this vaelib reads formats 4 and 5; retrain it"):
+        load_checkpoint(older)

@@ -240,3 +240,19 @@ def test_evaluate_asks_for_the_dataset_when_the_checkpoint_does_not_name_it(tmp_
     proc = run_cli("evaluate", str(tmp_path / "bare.pt"), "--dataset", "mnist", "--iw-samples", "0",
                    "--json")
     assert proc.returncode == 0 and last_json(proc.stdout)["dataset"] == "mnist"
+
+
+def test_only_vaelibs_own_errors_become_one_line_messages(tmp_path, monkeypatch):
+    """A setting that cannot work is a vaelib error and one line; a bug, here a ValueError raised inside training,
+    keeps its traceback instead of passing for a message written for the user."""
+    monkeypatch.setenv("VAELIB_OFFLINE", "maybe")
+    assert_one_line_error(run_cli("train", "--epochs", "1", "--out", str(tmp_path / "a.pt"), *SMALL), 1,
+                          "VAELIB_OFFLINE='maybe' is neither on nor off")
+    monkeypatch.setenv("VAELIB_OFFLINE", "1")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside vaelib")
+
+    monkeypatch.setattr(cli, "fit", broken)
+    with pytest.raises(ValueError, match="a bug inside vaelib"):
+        cli.main(["train", "--epochs", "1", "--out", str(tmp_path / "b.pt"), *SMALL])

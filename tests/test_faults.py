@@ -22,7 +22,8 @@ from vaelib.data import load_dataset
 from vaelib.errors import CheckpointError
 from vaelib.evaluation import evaluate, iw_log_likelihood
 from vaelib.models import build_model
-from vaelib.training import TrainConfig, fit
+from vaelib.recipe import TrainConfig
+from vaelib.training import fit
 
 CLI = [sys.executable, "-m", "vaelib"]
 
@@ -511,7 +512,7 @@ import sys
 import vaelib.book as book
 from vaelib.data import load_dataset
 from vaelib.models import ModelConfig
-from vaelib.training import TrainConfig
+from vaelib.recipe import TrainConfig
 
 trained = []
 fit = book.fit
@@ -708,7 +709,7 @@ import sys, os
 from vaelib.book import train_or_load
 from vaelib.data import load_dataset
 from vaelib.models import ModelConfig
-from vaelib.training import TrainConfig
+from vaelib.recipe import TrainConfig
 
 data = load_dataset("mnist", root=sys.argv[1], download=False, verbose=False)
 config = TrainConfig(model=ModelConfig(latent_dim=2, hidden=(16,)), dataset="mnist", epochs=1, n_train=256)
@@ -722,7 +723,7 @@ print("epochs", len(history["loss"]))
 def test_an_unreadable_model_cache_entry_is_trained_again(tmp_path):
     from vaelib.book import train_or_load
     from vaelib.models import ModelConfig
-    from vaelib.training import TrainConfig
+    from vaelib.recipe import TrainConfig
 
     data = load_dataset("mnist", root=tmp_path / "data", download=False, verbose=False)
     config = TrainConfig(model=ModelConfig(latent_dim=2, hidden=(16,)), dataset="mnist", epochs=1, n_train=256)
@@ -802,7 +803,7 @@ def test_a_second_ctrl_c_while_stopping_is_ignored(tmp_path, gap):
 
 def test_a_read_only_model_cache_still_serves_its_models(tmp_path, mnist, tiny_config):
     from vaelib.book import train_or_load
-    from vaelib.training import TrainConfig as Config
+    from vaelib.recipe import TrainConfig as Config
 
     config = Config(model=tiny_config, dataset="mnist", epochs=1, n_train=128)
     with tmpfs(tmp_path, "size=4m") as cache:
@@ -817,7 +818,7 @@ def test_a_cache_entry_from_another_vaelib_version_is_trained_again(tmp_path, mn
     import vaelib
     from vaelib.book import train_or_load
     from vaelib.checkpoints import checkpoint_checksum
-    from vaelib.training import TrainConfig as Config
+    from vaelib.recipe import TrainConfig as Config
 
     config = Config(model=tiny_config, dataset="mnist", epochs=1, n_train=128)
     train_or_load(config, mnist, cache=tmp_path, device="cpu", progress=False)

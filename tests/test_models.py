@@ -219,12 +219,40 @@ def test_the_vae_terms_are_the_elbo_at_one_reparameterized_sample(x):
     torch.testing.assert_close(vae.code(x), mu)
 
 
-def test_build_model_applies_settings_given_with_a_preset():
-    model = build_model("vae-784-400-20", latent_dim=2)
-    assert model.config.latent_dim == 2 and model.config.hidden == (400,)
-    assert model.sample(3).shape == (3, 1, 28, 28) and model.encode(torch.rand(1, 1, 28, 28))[0].shape == (1, 2)
-    with pytest.raises(TypeError, match="unknown model settings"):
-        build_model("vae-784-400-20", latent=2)
+def test_build_model_refuses_a_preset_or_a_config_with_settings_of_its_own():
+    """A preset names its sizes: "vae-784-400-20" with latent_dim=2 would be a model its name does not describe."""
+    from vaelib.errors import ConfigError, VaelibError
+
+    for config in ("vae-784-400-20", PRESETS["vae-784-400-20"]):
+        with pytest.raises(ConfigError, match="latent_dim=2; pass one or the other") as info:
+            build_model(config, latent_dim=2)
+        assert isinstance(info.value, VaelibError)
+    model = build_model(kind="vae", latent_dim=2)  # the settings alone
+    assert model.config.latent_dim == 2 and model.encode(torch.rand(1, 1, 28, 28))[0].shape == (1, 2)
+    assert build_model("vae-784-400-20").config.latent_dim == 20
+
+
+def test_every_model_is_a_model_and_the_base_declares_the_interface():
+    """Model is abstract: a subclass that leaves out one of the calls every caller relies on cannot be built."""
+    from vaelib.models import Model
+
+    assert isinstance(build_model(kind="ae", latent_dim=2), Model) and isinstance(build_model(), Model)
+    assert Model.__abstractmethods__ == {"loss_terms", "code", "posterior"}
+    assert callable(Model.decode)  # one decoder for every kind, defined on the base
+    with pytest.raises(TypeError, match="abstract"):
+        Model()
+
+    class NoPosterior(Model):
+        kind, variational = "vae", True
+
+        def loss_terms(self, x, beta=1.0, *, generator=None, validate=True):
+            raise NotImplementedError
+
+        def code(self, x):
+            raise NotImplementedError
+
+    with pytest.raises(TypeError, match="posterior"):
+        NoPosterior()
 
 
 def test_a_model_too_large_for_memory_is_an_out_of_memory_error(monkeypatch):

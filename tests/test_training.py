@@ -17,7 +17,8 @@ from vaelib.errors import DataError, TrainingDiverged
 from vaelib.evaluation import evaluate
 from vaelib.losses import bernoulli_nll, gaussian_kl_per_dim
 from vaelib.models import ModelConfig, build_model
-from vaelib.training import WARMUP_FRACTION, TrainConfig, fit, learning_rate, seed_everything
+from vaelib.recipe import WARMUP_FRACTION, TrainConfig, lr_factor
+from vaelib.training import DivergenceCheck, fit, make_optimizer, make_scheduler, seed_everything
 
 # --- fit ------------------------------------------------------------------------------------------
 
@@ -145,15 +146,7 @@ def test_train_config_validation_and_round_trip(tiny_config):
         TrainConfig(n_train=0)
     cfg = TrainConfig(model=tiny_config, dataset="Fashion_MNIST", epochs=3, n_train=100)
     assert cfg.dataset == "fashion-mnist"
-    again = TrainConfig.from_dict(cfg.to_dict())
-    assert again == cfg and again.key() == cfg.key()
-    # The key changes with every field, and with the data it is trained on.
-    keys = {cfg.key(), cfg.key("other data")}
-    for change in (dict(epochs=4), dict(beta=0.5), dict(lr=2e-3), dict(seed=1), dict(n_train=None),
-                   dict(batch_size=64), dict(binarize="dynamic"), dict(dataset="mnist"),
-                   dict(schedule="cosine"), dict(model=dataclasses.replace(tiny_config, latent_dim=5))):
-        keys.add(dataclasses.replace(cfg, **change).key())
-    assert len(keys) == 12
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="schedule must be one of constant, cosine"):
         TrainConfig(schedule="linear")
     # A checkpoint written before schedules existed trained at a constant rate, and still loads as such.
@@ -163,11 +156,24 @@ def test_train_config_validation_and_round_trip(tiny_config):
 
 # --- the learning-rate schedule -------------------------------------------------------------------
 
+def _rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate of every step of the run ``cfg`` describes, read off a real optimizer."""
+    optimizer = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=cfg.lr)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def test_the_cosine_schedule_warms_up_peaks_and_decays_to_zero():
-    cfg = TrainConfig(lr=4e-3, schedule="cosine")
+    cfg = TrainConfig(lr=4e-3, schedule="cosine", epochs=10)
     total = 1000
     warmup = round(WARMUP_FRACTION * total)
-    rates = [learning_rate(cfg, step, total) for step in range(total)]
+    rates = _rates(cfg, total // cfg.epochs)
+    assert len(rates) == total
     assert rates[0] == pytest.approx(4e-3 / warmup)  # the first step is small, not zero
     assert all(a < b for a, b in zip(rates[:warmup], rates[1:warmup]))  # a linear warm-up ...
     assert rates[warmup - 1] == pytest.approx(4e-3)  # ... to the peak
@@ -175,25 +181,28 @@ def test_the_cosine_schedule_warms_up_peaks_and_decays_to_zero():
     middle = warmup + (total - warmup) // 2
     assert rates[middle - 1] == pytest.approx(2e-3, rel=1e-2)  # half-way down at half-way
     assert rates[-1] == pytest.approx(0.0, abs=1e-12) and rates[-2] > 0
-    assert [learning_rate(TrainConfig(lr=4e-3), s, total) for s in (0, 500, 999)] == [4e-3] * 3
-    assert learning_rate(cfg, 0, 1) == pytest.approx(4e-3)  # one step: warm-up and peak at once
+    assert set(_rates(TrainConfig(lr=4e-3, epochs=2), 7)) == {4e-3}  # "constant": the rate itself, exactly
+    assert _rates(TrainConfig(lr=4e-3, schedule="cosine", epochs=1), 1) == [pytest.approx(4e-3)]  # one step
 
 
-def test_fit_follows_the_schedule_step_by_step(mnist_small, tiny_config, monkeypatch):
-    import vaelib.training as vtraining
-    made, seen = [], []
-    real = vtraining.make_optimizer
-    monkeypatch.setattr(vtraining, "make_optimizer", lambda model, lr: made.append(real(model, lr)) or made[-1])
+def test_fit_follows_the_schedule_step_by_step(mnist_small, tiny_config):
+    """The rate of each of fit's steps, against the schedule written out here from its description: a linear
+    warm-up over the first 5% of the steps, then a half cosine down to 0 at the last step."""
+    seen = []
 
     class Record(OnEpoch):
+        def on_fit_start(self, run, first_epoch, batches_per_epoch):
+            self.optimizer = run.optimizer
+            seen.append(self.optimizer.param_groups[0]["lr"])  # the rate of the first step
+
         def on_batch_end(self):
-            seen.append(made[0].param_groups[0]["lr"])
+            seen.append(self.optimizer.param_groups[0]["lr"])  # after a step: the rate of the next one
 
     train(tiny_config, mnist_small, epochs=3, batch_size=16, schedule="cosine", lr=2e-3,
           callbacks=[Record(lambda *a: None)])
     assert len(mnist_small) == 512 and WARMUP_FRACTION == 0.05  # so: 96 steps, 5 of them (4.8) warm-up
-    seen = np.array(seen)
-    assert len(seen) == 96
+    assert len(seen) == 97  # the rate of each of the 96 steps, and the one after the last
+    seen = np.array(seen[:96])
     # A linear warm-up, from a fifth of the rate to the full rate at the fifth step ...
     np.testing.assert_allclose(seen[:5], [4e-4, 8e-4, 1.2e-3, 1.6e-3, 2e-3], rtol=1e-9)
     # ... then half a cosine: the angle arccos(2 rate / peak - 1) grows by the same step every step,
@@ -201,6 +210,12 @@ def test_fit_follows_the_schedule_step_by_step(mnist_small, tiny_config, monkeyp
     angle = np.arccos(np.clip(2 * seen[4:] / 2e-3 - 1, -1, 1))
     np.testing.assert_allclose(np.diff(angle), np.pi / 91, atol=1e-6)
     assert angle[0] == pytest.approx(0, abs=1e-6) and seen[-1] == pytest.approx(0, abs=1e-15)
+
+
+def test_the_schedule_factor_is_a_function_of_the_step_alone():
+    assert [lr_factor("constant", 10, s) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert lr_factor("cosine", 100, 0) == pytest.approx(1 / 5) and lr_factor("cosine", 100, 4) == 1.0
+    assert lr_factor("cosine", 100, 99) == pytest.approx(0.0, abs=1e-15)
 
 
 # --- resuming -------------------------------------------------------------------------------------
@@ -386,3 +401,91 @@ def test_without_a_fused_optimizer_a_nan_loss_is_caught_per_step(tmp_path, mnist
     kept, ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 1 and calls["n"] == first_of_epoch_two  # stopped at the bad batch itself
     assert same_weights(model, kept)
+
+
+# --- the loop itself --------------------------------------------------------------------------------
+
+def test_fit_reads_in_one_screen():
+    """fit is a loop a reader takes in at once, as pytorch/examples' train loop: at most 50 lines, with its
+    signature and docstring."""
+    import inspect
+
+    import vaelib.training
+
+    assert len(inspect.getsource(vaelib.training.fit).splitlines()) <= 50
+
+
+def test_the_fused_adam_kernel_skips_its_update_while_found_inf_is_set():
+    """DivergenceCheck relies on this behaviour of the installed PyTorch: a fused Adam whose private
+    ``found_inf`` tensor is non-zero leaves the weights and its own state (moments, step count) as they were;
+    at zero it steps. This is the hook torch.amp.GradScaler skips steps with; if an upgrade changes it, this
+    test fails rather than a diverged run quietly updating its weights."""
+    try:
+        torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), fused=True)
+    except (RuntimeError, TypeError):
+        pytest.skip(f"PyTorch {torch.__version__} has no fused Adam on the CPU: DivergenceCheck checks on the host")
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    optimizer = make_optimizer(layer, 0.1)
+    assert optimizer.defaults["fused"]
+
+    def step():
+        optimizer.zero_grad()
+        layer(torch.randn(4, 3)).pow(2).sum().backward()
+        optimizer.step()
+
+    def snapshot():
+        state = [{k: v.clone() for k, v in optimizer.state[p].items()} for p in layer.parameters()]
+        return [p.detach().clone() for p in layer.parameters()], state
+
+    step()  # a normal first step, so that the moments exist
+    weights, state = snapshot()
+    optimizer.found_inf = torch.ones(())
+    step()
+    after, state_after = snapshot()
+    assert all(torch.equal(a, b) for a, b in zip(weights, after))
+    assert all(torch.equal(s[k], t[k]) for s, t in zip(state, state_after) for k in s)
+    optimizer.found_inf = torch.zeros(())
+    step()
+    assert not any(torch.equal(a, p) for a, p in zip(weights, layer.parameters()))
+
+
+def test_the_divergence_check_stops_at_a_nan_loss_with_either_optimizer(tiny_config):
+    """A NaN loss is caught either way: by the device flag, read at the end of the epoch, with a fused Adam;
+    at once, on the host, without one."""
+    for fused in (True, False):
+        model = build_model(tiny_config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
+        check = DivergenceCheck(optimizer, lr=1e-3)
+        check.watch(torch.tensor(1.0), epoch=3)
+        check.check(model, epoch=3)  # a finite loss passes
+        if fused:
+            check.watch(torch.tensor(float("nan")), epoch=3)
+            assert optimizer.found_inf.item() == 1.0  # from here on the kernel skips every update
+            with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 3.*--lr 0.0001"):
+                check.check(model, epoch=3)
+        else:
+            with pytest.raises(TrainingDiverged, match="became nan in epoch 3.*--lr 0.0001"):
+                check.watch(torch.tensor(float("nan")), epoch=3)
+
+
+def test_a_resumed_run_keeps_its_schedule_and_takes_a_new_peak(tmp_path, mnist_small, tiny_config):
+    """The checkpoint holds the schedule's state; resumed, the schedule goes on from that step, at the peak
+    and for the length the resumed run asks for (the learning rate is set once, by the scheduler)."""
+    path = tmp_path / "run.pt"
+    train(tiny_config, mnist_small, epochs=2, schedule="cosine", lr=2e-3, checkpoint=path)
+    model, ckpt = load_checkpoint(path)
+    steps_per_epoch = -(-len(mnist_small) // 64)
+    assert ckpt["format_version"] == 5 and ckpt["scheduler"]["last_epoch"] == 2 * steps_per_epoch
+    seen = []
+
+    class First(OnEpoch):
+        def on_fit_start(self, run, first_epoch, batches_per_epoch):
+            seen.append((first_epoch, run.optimizer.param_groups[0]["lr"], run.scheduler.base_lrs))
+
+    fit(model, mnist_small, TrainConfig.from_dict(ckpt["train_config"]), epochs=4, lr=1e-3, resume=ckpt,
+        progress=False, device="cpu", callbacks=[First(lambda *a: None)])
+    done, total = 2 * steps_per_epoch, 4 * steps_per_epoch
+    warmup = max(1, round(0.05 * total))
+    assert seen == [(3, pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * (done - warmup + 1) / (total - warmup)))),
+                     [1e-3])]

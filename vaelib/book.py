@@ -21,6 +21,7 @@ from the full configuration and the training data.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from dataclasses import replace
@@ -30,12 +31,14 @@ from typing import NamedTuple
 import torch
 
 import vaelib
-from vaelib.checkpoints import History, load_checkpoint
+from vaelib.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
-from vaelib.errors import CheckpointError, DataError
+from vaelib.device import get_device
+from vaelib.errors import CheckpointError, ConfigError, DataError
 from vaelib.files import locked
-from vaelib.models import LOGVAR_RANGE, Model, ModelConfig, build_model
-from vaelib.training import TrainConfig, fit, get_device, seed_everything
+from vaelib.models import LOGVAR_RANGE, Model, build_model
+from vaelib.recipe import History, TrainConfig
+from vaelib.training import fit, seed_everything
 
 # The models the chapters share, by name: each one's recipe (the arguments of :func:`config`), the colour
 # every figure draws it in, and the words the text and the legends name it by. The epochs are those each
@@ -65,18 +68,18 @@ BOOK_MODELS: dict[str, BookModel] = {
     "conv-vae-20d": BookModel(dict(kind="vae", latent_dim=20, arch="conv", hidden=(256,), epochs=6), "tab:pink",
                               "20-D convolutional VAE"),
 }
+# The book's recipes: vaelib's (TrainConfig) with named overrides; each model above adds its own.
+#: Reader mode, and the command line's: a warm-up, then a cosine decay from a higher peak rate.
+READER = TrainConfig(lr=5e-3, schedule="cosine")
+#: Quick mode (``VAELIB_QUICK=1``): a few epochs on a small subset, at TrainConfig's constant rate.
+QUICK = TrainConfig(epochs=4, n_train=3000)
+#: The 5,000-digit offline subset of MNIST keeps the recipe from before the schedule, TrainConfig's constant rate
+#: for longer: on its 4,000 training images the reader's 5 or 6 epochs are under 200 steps, too few for chapters 2-5.
+SUBSET = TrainConfig(epochs=15)
 # Reader mode, for a recipe that names no epochs: the most an MLP above needs.
 BOOK_EPOCHS = max(m.recipe["epochs"] for m in BOOK_MODELS.values() if m.recipe.get("arch", "mlp") == "mlp")
-BOOK_LR = 5e-3          # the peak of the cosine schedule
-BOOK_SCHEDULE = "cosine"
-BOOK_BATCH_SIZE = 128
-QUICK_EPOCHS = 4        # VAELIB_QUICK=1
-QUICK_N_TRAIN = 3000    # VAELIB_QUICK=1
-QUICK_LR, QUICK_SCHEDULE = 1e-3, "constant"  # VAELIB_QUICK=1: a few epochs on a small subset, no schedule
-# The 5,000-digit offline subset of MNIST keeps the recipe the book had before the schedule: a constant
-# QUICK_LR for SUBSET_EPOCHS. The schedule and the epochs above were measured on 60,000 training images;
-# on the subset's 4,000, 5 or 6 epochs are fewer than 200 steps, too few for what chapters 2 to 5 show.
-SUBSET_EPOCHS = 15
+BOOK_LR, BOOK_BATCH_SIZE = READER.lr, READER.batch_size  # the names the chapters and benchmarks quote
+QUICK_LR, QUICK_EPOCHS, QUICK_N_TRAIN = QUICK.lr, QUICK.epochs, QUICK.n_train
 
 
 _ON, _OFF = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")
@@ -87,7 +90,7 @@ def _flag(name: str) -> bool:
     refused, so that a misspelt switch is never silently off."""
     value = os.environ.get(name, "").strip().lower()
     if value not in _ON + _OFF:
-        raise ValueError(f"{name}={os.environ[name]!r} is neither on nor off; set it to 1 (on) or 0 (off)")
+        raise ConfigError(f"{name}={os.environ[name]!r} is neither on nor off; set it to 1 (on) or 0 (off)")
     return value in _ON
 
 
@@ -115,11 +118,6 @@ def offline() -> bool:
 def require_full_data() -> bool:
     """True when ``$VAELIB_REQUIRE_FULL_DATA=1``: :func:`dataset` refuses the offline subset of MNIST."""
     return _flag("VAELIB_REQUIRE_FULL_DATA")
-
-
-def is_offline_subset(data: Dataset) -> bool:
-    """True when ``data`` is the 5,000-digit offline subset of MNIST rather than the full dataset."""
-    return "offline subset" in data.source
 
 
 def student_edition() -> bool:
@@ -236,7 +234,7 @@ def run_note(data: Dataset):
     """A line that says what this run of a chapter was built on, for its first cell's output."""
     from IPython.display import Markdown
 
-    offline = is_offline_subset(data)
+    offline = data.offline_subset
     what = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothing images"}[data.name]
     where = f"the 5,000-digit offline subset of MNIST ({len(data.train):,} for training)" if offline \
         else f"{what}, {len(data.train):,} for training and {len(data.test):,} for testing"
@@ -244,7 +242,7 @@ def run_note(data: Dataset):
         mode = (f"quick mode: models train for {QUICK_EPOCHS} epochs on {QUICK_N_TRAIN:,} of the images, so "
                 "figures are rougher than the book's")
     elif offline:
-        mode = (f"reader mode: on this subset the book's models train for {SUBSET_EPOCHS} epochs at a constant "
+        mode = (f"reader mode: on this subset the book's models train for {SUBSET.epochs} epochs at a constant "
                 "learning rate")
     else:
         mode = (f"reader mode: the book's models train for {_reader_epochs()} epochs, with a cosine "
@@ -272,51 +270,50 @@ def dataset(name: str | None = None, **kwargs) -> Dataset:
     :func:`dataset_name`, the cache folder to :func:`cache_dir`, and ``VAELIB_OFFLINE`` is obeyed. With
     ``VAELIB_REQUIRE_FULL_DATA=1`` the offline subset of MNIST raises :class:`~vaelib.errors.DataError`."""
     data = load_dataset(name or dataset_name(), root=cache_dir(), download=not offline(), **kwargs)
-    if require_full_data() and is_offline_subset(data):
+    if require_full_data() and data.offline_subset:
         raise DataError(f"VAELIB_REQUIRE_FULL_DATA=1, but {data.name} came from {data.source}, not the full "
                         "dataset: check the network connection, or unset VAELIB_REQUIRE_FULL_DATA")
     return data
 
 
-def config(kind: str = "vae", latent_dim: int = 2, *, beta: float = 1.0, arch: str = "mlp",
-           hidden: tuple[int, ...] = (400,), epochs: int = BOOK_EPOCHS, quick_epochs: int = QUICK_EPOCHS,
-           dataset: str | None = None, lr: float | None = None, batch_size: int = BOOK_BATCH_SIZE,
-           schedule: str | None = None, seed: int = 0) -> TrainConfig:
-    """The training recipe the chapters use: Adam in batches of ``BOOK_BATCH_SIZE``, with a warm-up
-    and cosine decay from a peak learning rate of ``BOOK_LR``. Quick mode scales it down (fewer epochs
-    on a ``QUICK_N_TRAIN`` subset, at a constant ``QUICK_LR``), so one code path serves both the reader
-    and the test run. ``lr`` and ``schedule`` override the mode's own."""
-    quick = is_quick()
-    return TrainConfig(model=ModelConfig(kind=kind, arch=arch, latent_dim=latent_dim, hidden=hidden),
-                       dataset=dataset or dataset_name(), epochs=quick_epochs if quick else epochs,
-                       batch_size=batch_size, lr=lr or (QUICK_LR if quick else BOOK_LR), beta=beta,
-                       seed=seed, n_train=QUICK_N_TRAIN if quick else None,
-                       schedule=schedule or (QUICK_SCHEDULE if quick else BOOK_SCHEDULE))
+def config(kind: str = "vae", latent_dim: int = 2, *, epochs: int = BOOK_EPOCHS, quick_epochs: int = QUICK_EPOCHS,
+           dataset: str | None = None, **settings) -> TrainConfig:
+    """The training recipe the chapters use, for a model of ``kind`` with a ``latent_dim``-D code: :data:`READER`
+    for ``epochs``, or in quick mode :data:`QUICK` for ``quick_epochs``, so that one code path serves both the
+    reader and the test run. ``settings`` change any other field of the recipe (``beta``, ``lr``,
+    ``schedule``, ``seed``, ...) or of its model (``arch``, ``hidden``)."""
+    base = QUICK if is_quick() else READER
+    model = {k: settings.pop(k) for k in ("arch", "hidden", "image_shape") if k in settings}
+    return replace(base, model=replace(base.model, kind=kind, latent_dim=latent_dim, **model),
+                   dataset=dataset or dataset_name(), epochs=quick_epochs if is_quick() else epochs, **settings)
 
 
 def recipe(name: str, data: Dataset) -> TrainConfig:
     """The training recipe of book model ``name`` on ``data``, as :func:`model` trains it: :func:`config`
-    with the model's epochs, or on the offline subset of MNIST the old recipe (``SUBSET_EPOCHS``)."""
-    if name not in BOOK_MODELS:
-        raise ValueError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
+    with the model's settings, or on the offline subset of MNIST in reader mode :data:`SUBSET`'s."""
+    _check_book_model(name)
     recipe = config(**BOOK_MODELS[name].recipe)
-    if is_offline_subset(data) and not is_quick():
-        recipe = replace(recipe, epochs=SUBSET_EPOCHS)
+    if data.offline_subset and not is_quick():
+        recipe = replace(recipe, epochs=SUBSET.epochs)
     return _for_data(recipe, data)
 
 
 def _for_data(config: TrainConfig, data: Dataset) -> TrainConfig:
-    """On the offline subset of MNIST, a config with the book's schedule trains at the constant QUICK_LR."""
-    if is_offline_subset(data) and (config.schedule, config.lr) == (BOOK_SCHEDULE, BOOK_LR):
-        return replace(config, schedule=QUICK_SCHEDULE, lr=QUICK_LR)
+    """On the offline subset of MNIST, a config with the reader's rate and schedule trains at SUBSET's."""
+    if data.offline_subset and (config.schedule, config.lr) == (READER.schedule, READER.lr):
+        return replace(config, schedule=SUBSET.schedule, lr=SUBSET.lr)
     return config
+
+
+def _check_book_model(name: str) -> None:
+    if name not in BOOK_MODELS:
+        raise ConfigError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
 
 
 def model(name: str, data: Dataset | None = None, *, device: torch.device | str | None = None,
           progress: bool | None = None) -> tuple[Model, History]:
     """One of :data:`BOOK_MODELS`, trained with its :func:`recipe` (cached across chapters)."""
-    if name not in BOOK_MODELS:
-        raise ValueError(f"unknown book model {name!r}; choose one of: {', '.join(BOOK_MODELS)}")
+    _check_book_model(name)
     data = data if data is not None else dataset()
     return train_or_load(recipe(name, data), data, device=device, progress=progress)
 
@@ -331,6 +328,14 @@ def data_fingerprint(data: Dataset) -> str:
     return f"{len(data.train)}:{h.hexdigest()[:16]}"
 
 
+def cache_key(config: TrainConfig, data_fingerprint: str = "") -> str:
+    """Names a cached model: a hash of the whole recipe, of the data it trains on (:func:`data_fingerprint`)
+    and of the checkpoint format, so that a new format trains again rather than reading an old file."""
+    blob = json.dumps({"config": config.to_dict(), "source": data_fingerprint, "format": CHECKPOINT_FORMAT},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
                   device: torch.device | str | None = None, progress: bool | None = None,
                   cache: str | Path | None = None) -> tuple[Model, History]:
@@ -340,17 +345,17 @@ def train_or_load(config: TrainConfig, data: Dataset | None = None, *,
     the dataset, quick mode's smaller subset) trains a new model. A run that was interrupted resumes
     from its last completed epoch. An entry written by another vaelib version is trained again. Two
     processes asking for the same model take turns: the second waits for the first, then loads its
-    model. On the offline subset of MNIST a config with the book's schedule trains at the constant
-    ``QUICK_LR`` instead (see ``SUBSET_EPOCHS``).
+    model. On the offline subset of MNIST a config with the reader's rate and schedule trains at
+    :data:`SUBSET`'s constant rate instead.
     """
     if config.dataset is None:
-        raise ValueError("train_or_load needs a config that names its dataset")
+        raise ConfigError("train_or_load needs a config that names its dataset")
     data = data if data is not None else dataset(config.dataset)
     if data.name != config.dataset:
-        raise ValueError(f"config asks for {config.dataset} but data is {data.name}")
+        raise ConfigError(f"config asks for {config.dataset} but data is {data.name}")
     config = _for_data(config, data)
     folder = Path(cache) if cache is not None else cache_dir() / "models"
-    path = folder / f"{config.model.kind}-{config.key(data_fingerprint(data))}.pt"
+    path = folder / f"{config.model.kind}-{cache_key(config, data_fingerprint(data))}.pt"
     device = get_device(device)
     resume = None
     finished = _finished(path, config, device)

@@ -9,33 +9,66 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from vaelib.checkpoints import (History, check_writable, checkpoint_bytes, interrupts_deferred,
-                                save_checkpoint)
+from vaelib.checkpoints import check_writable, checkpoint_bytes, interrupts_deferred, save_checkpoint
 from vaelib.errors import CheckpointError, OutputError
 from vaelib.files import locked
+from vaelib.models import Model
+from vaelib.recipe import History, TrainConfig
+
+
+class Run(NamedTuple):
+    """What ``fit`` is training, for its callbacks: the model, its optimizer and learning-rate schedule,
+    the recipe really used, and the record of the data (:func:`vaelib.data.data_record`)."""
+
+    model: Model
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: TrainConfig
+    data: dict
 
 
 class Callback:
     """Hooks called by ``fit``. Epochs are counted from 1."""
 
-    def on_fit_start(self, model: torch.nn.Module, first_epoch: int, epochs: int,
-                     batches_per_epoch: int) -> None:
+    def on_fit_start(self, run: Run, first_epoch: int, batches_per_epoch: int) -> None:
         pass
 
     def on_batch_end(self) -> None:
         pass
 
-    def on_epoch_end(self, epoch: int, history: History, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, history: History) -> None:
         pass
 
     def on_fit_end(self) -> None:
         """Called however ``fit`` ends, after an error or an interrupt too."""
+
+
+class Callbacks(Callback):
+    """Several callbacks called as one, in their order."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_fit_start(self, run, first_epoch, batches_per_epoch) -> None:
+        for cb in self.callbacks:
+            cb.on_fit_start(run, first_epoch, batches_per_epoch)
+
+    def on_batch_end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end()
+
+    def on_epoch_end(self, run, epoch, history) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(run, epoch, history)
+
+    def on_fit_end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_fit_end()
 
 
 class ProgressBar(Callback):
@@ -44,15 +77,15 @@ class ProgressBar(Callback):
     def __init__(self, label: str = "epoch") -> None:
         self.label, self.bar, self.epochs = label, None, 0
 
-    def on_fit_start(self, model, first_epoch, epochs, batches_per_epoch) -> None:
-        self.epochs = epochs
+    def on_fit_start(self, run, first_epoch, batches_per_epoch) -> None:
+        self.epochs = epochs = run.config.epochs
         self.bar = tqdm(total=(epochs - first_epoch + 1) * batches_per_epoch, unit="batch",
                         desc=f"{self.label} {first_epoch}/{epochs}", mininterval=0.5)
 
     def on_batch_end(self) -> None:
         self.bar.update()
 
-    def on_epoch_end(self, epoch, history, model, optimizer) -> None:
+    def on_epoch_end(self, run, epoch, history) -> None:
         self.bar.set_description(f"{self.label} {min(epoch + 1, self.epochs)}/{self.epochs}",
                                  refresh=False)
         self.bar.set_postfix(loss=f"{history['loss'][-1]:.1f}", refresh=False)
@@ -63,23 +96,21 @@ class ProgressBar(Callback):
 
 
 class SaveCheckpoint(Callback):
-    """Write the model, history, config, data record and optimizer to ``path`` after every epoch,
-    atomically.
+    """Write the model, history, recipe, data record, optimizer and schedule to ``path`` after every
+    epoch, atomically.
 
     Before training starts it checks that the checkpoint can be written there at all, takes the file's
     lock for the whole run (another run writing the same file is refused), and refuses to replace a
     checkpoint of another run: one is there, and it is not the ``resume`` checkpoint this run continues,
-    unless ``overwrite``. ``data`` is the record :func:`~vaelib.training.fit` fills in."""
+    unless ``overwrite``."""
 
-    def __init__(self, path: str | Path, config: Any, *, overwrite: bool = False,
-                 resume: dict | None = None) -> None:
-        self.path, self.config, self.overwrite, self.resume = Path(path), config, overwrite, resume
-        self.data: dict | None = None
+    def __init__(self, path: str | Path, *, overwrite: bool = False, resume: dict | None = None) -> None:
+        self.path, self.overwrite, self.resume = Path(path), overwrite, resume
         self.last_saved: int | None = None  # the last epoch this run wrote to ``path``
         self._lock = ExitStack()
 
-    def on_fit_start(self, model, first_epoch, epochs, batches_per_epoch) -> None:
-        check_writable(self.path, checkpoint_bytes(model))
+    def on_fit_start(self, run, first_epoch, batches_per_epoch) -> None:
+        check_writable(self.path, checkpoint_bytes(run.model))
         try:
             self._lock.enter_context(locked(self.path, wait=False))
         except OutputError as e:
@@ -100,10 +131,10 @@ class SaveCheckpoint(Callback):
             return False
         return isinstance(ckpt, dict) and ckpt.get("checksum") == self.resume.get("checksum")
 
-    def on_epoch_end(self, epoch, history, model, optimizer) -> None:
+    def on_epoch_end(self, run, epoch, history) -> None:
         with interrupts_deferred():  # an interrupt during the save arrives once ``last_saved`` is true
-            save_checkpoint(self.path, model, history, self.config, optimizer=optimizer, epoch=epoch,
-                            data=self.data)
+            save_checkpoint(self.path, run.model, history, run.config, optimizer=run.optimizer, epoch=epoch,
+                            data=run.data, scheduler=run.scheduler)
             self.last_saved = epoch
 
     def on_fit_end(self) -> None:
@@ -116,5 +147,5 @@ class OnEpoch(Callback):
     def __init__(self, fn: Callable[[int, History], None]) -> None:
         self.fn = fn
 
-    def on_epoch_end(self, epoch, history, model, optimizer) -> None:
+    def on_epoch_end(self, run, epoch, history) -> None:
         self.fn(epoch, history)

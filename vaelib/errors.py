@@ -33,3 +33,12 @@ class OutputError(VaelibError):
 
 class OutOfMemory(VaelibError):
     """A model does not fit in this machine's memory."""
+
+
+class ConfigError(VaelibError, ValueError):
+    """A setting that cannot work: a recipe or a model configuration out of range, a switch that is neither on
+    nor off. Also a ``ValueError``, as Python's own checks of a value are."""
+
+
+class UsageError(ConfigError):
+    """Command-line arguments that cannot work together; the command line exits with code 2."""

@@ -19,8 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from vaelib.data import check_images
-from vaelib.losses import (LOG_2PI, bernoulli_nll, gaussian_kl, log_normal, log_standard_normal,
+from vaelib.losses import (LOG_2PI, bernoulli_nll, check_images, gaussian_kl, log_normal, log_standard_normal,
                            reparameterize)
 from vaelib.models import Model
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from vaelib.data import check_images
+from vaelib.errors import ConfigError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -29,6 +29,23 @@ def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
                          f"and {tuple(logvar.shape)}")
     if mu.dim() != 2:
         raise ValueError(f"mu and logvar must be [batch, latent], got shape {tuple(mu.shape)}")
+
+
+def check_images(x: torch.Tensor, name: str = "x") -> None:
+    """Raise a clear ``ValueError`` unless ``x`` is a floating batch of pixel values in [0, 1]: the values a
+    Bernoulli likelihood is defined on (grey levels as its usual continuous relaxation)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
+                         "try x.float() / 255")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
+    if x.numel() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must hold values in [0, 1] for a Bernoulli likelihood, got "
+                         f"[{x.min().item():.3g}, {x.max().item():.3g}]; rescale it, e.g. x / 255")
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, validate: bool = True) -> torch.Tensor:
@@ -120,7 +137,7 @@ class ELBOTerms(NamedTuple):
 
 def check_beta(beta: float) -> None:
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        raise ConfigError(f"beta must be a finite number >= 0, got {beta!r}")
 
 
 def objective(recon: torch.Tensor, kl_per_dim: torch.Tensor, sigma: torch.Tensor,

@@ -6,7 +6,8 @@ q(z | x); ``logvar`` is clamped to ``LOGVAR_RANGE`` so that ``exp`` stays finite
 goes. The default network is an MLP 784-400-20 (one hidden layer of 400 units, a 20-D code);
 ``arch="conv"`` gives a small convolutional variant (chapter 7).
 
-Every model answers the same calls, so no caller needs to know which one it holds:
+Both derive from :class:`Model`, the interface every model answers, so no caller needs to know which one
+it holds:
 
 - ``model.loss_terms(x, beta)``: the terms of the objective (:class:`~vaelib.losses.ELBOTerms`);
   the autoencoder is the case with no KL;
@@ -18,13 +19,14 @@ Every model answers the same calls, so no caller needs to know which one it hold
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from vaelib.errors import OutOfMemory
+from vaelib.errors import ConfigError, OutOfMemory
 from vaelib.estimators import reparameterize
 from vaelib.losses import ELBOTerms, bernoulli_nll, elbo_terms, objective
 
@@ -50,17 +52,17 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown model {self.kind!r}; choose one of: {', '.join(KINDS)}")
+            raise ConfigError(f"unknown model {self.kind!r}; choose one of: {', '.join(KINDS)}")
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(ARCHS)}")
+            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(ARCHS)}")
         if not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+            raise ConfigError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
         if any(h <= 0 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
         if self.arch == "conv" and (self.image_shape[1] % 4 or self.image_shape[2] % 4):
-            raise ValueError(f"the conv model needs image sides divisible by 4, got {self.image_shape}")
+            raise ConfigError(f"the conv model needs image sides divisible by 4, got {self.image_shape}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,17 +121,35 @@ def _decoder(cfg: ModelConfig) -> nn.Module:
     )
 
 
-class _Base(nn.Module):
+class Model(nn.Module, ABC):
+    """What every model answers: :meth:`loss_terms`, :meth:`code`, :meth:`posterior` and :meth:`decode`, and
+    from them :meth:`reconstruct` and :meth:`sample`. Subclasses build ``encoder`` and ``decoder`` from their
+    :class:`ModelConfig`; the decoder is the same for every kind, so :meth:`decode` is defined here."""
+
     config: ModelConfig
     kind: str            # the ModelConfig.kind this class builds
     variational: bool    # True when the encoder outputs a distribution
+    decoder: nn.Module
+
+    @abstractmethod
+    def loss_terms(self, x: torch.Tensor, beta: float = 1.0, *,
+                   generator: torch.Generator | None = None, validate: bool = True) -> ELBOTerms:
+        """The terms of the objective for each image of ``x: [batch, *image_shape]``."""
+
+    @abstractmethod
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The point code ``[batch, latent]`` of each image, the one plots show."""
+
+    @abstractmethod
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu, logvar: [batch, latent]`` of q(z | x); a model whose code is a point raises ``ValueError``."""
 
     def _set_config(self, config: ModelConfig | None, kwargs: dict) -> None:
         if config is not None and kwargs:
-            raise ValueError("pass either a ModelConfig or keyword arguments, not both")
+            raise ConfigError("pass either a ModelConfig or keyword arguments, not both")
         config = config or ModelConfig(kind=self.kind, **kwargs)
         if config.kind != self.kind:
-            raise ValueError(f"a {type(self).__name__} needs ModelConfig(kind={self.kind!r}), got "
+            raise ConfigError(f"a {type(self).__name__} needs ModelConfig(kind={self.kind!r}), got "
                              f"kind={config.kind!r}; use build_model(config) to get the right class")
         self.config = config
 
@@ -166,7 +186,7 @@ class _Base(nn.Module):
         return torch.sigmoid(self.decode(z))
 
 
-class Autoencoder(_Base):
+class Autoencoder(Model):
     """A deterministic autoencoder: ``z = encode(x)``, ``logits = decode(z)``."""
 
     kind, variational = "ae", False
@@ -200,7 +220,7 @@ class Autoencoder(_Base):
         return objective(recon, torch.zeros_like(z), torch.zeros_like(recon), beta)
 
 
-class VAE(_Base):
+class VAE(Model):
     """A VAE with a diagonal-Gaussian encoder q(z | x) and a Bernoulli decoder p(x | z)."""
 
     kind, variational = "vae", True
@@ -243,27 +263,24 @@ class VAE(_Base):
         return elbo_terms(out.logits, x, out.mu, out.logvar, beta, validate=validate)
 
 
-Model = Autoencoder | VAE
-
-
 def build_model(config: ModelConfig | str | None = None, **kwargs) -> Model:
     """A fresh model from a :class:`ModelConfig`, a preset name such as ``"vae-784-400-20"``, or
-    keyword arguments (``build_model(kind="ae", latent_dim=2)``). Keywords given with a config or a
-    preset change those fields of it: ``build_model("vae-784-400-20", latent_dim=2)`` is 2-D.
+    keyword arguments (``build_model(kind="ae", latent_dim=2)``), one of the three: a preset with keywords
+    (``build_model("vae-784-400-20", latent_dim=2)``) would be a model its name does not describe, and raises
+    :class:`~vaelib.errors.ConfigError`.
 
     Raises :class:`~vaelib.errors.OutOfMemory` when the weights do not fit in memory."""
+    if config is not None and kwargs:
+        given = f"the preset {config!r}" if isinstance(config, str) else "a ModelConfig"
+        settings = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"build_model got {given} and the settings {settings}; pass one or the other "
+                          "(dataclasses.replace(config, ...) changes a ModelConfig's fields)")
     if isinstance(config, str):
         if config not in PRESETS:
-            raise ValueError(f"unknown preset {config!r}; choose one of: {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {config!r}; choose one of: {', '.join(PRESETS)}")
         config = PRESETS[config]
     if config is None:
         config = ModelConfig(**kwargs)
-    elif kwargs:
-        fields = set(ModelConfig.__dataclass_fields__)
-        if set(kwargs) - fields:
-            raise TypeError(f"unknown model settings {sorted(set(kwargs) - fields)}; choose from "
-                            f"{', '.join(sorted(fields))}")
-        config = replace(config, **kwargs)
     try:
         return VAE(config) if config.kind == "vae" else Autoencoder(config)
     except (MemoryError, RuntimeError) as e:

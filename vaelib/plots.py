@@ -20,8 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
 from vaelib.evaluation import project_2d
-
-History = dict[str, list]
+from vaelib.recipe import History
 
 
 def tile_images(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:

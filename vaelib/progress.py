@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Mapping
 
 FILE_NAME = "progress.json"
 
@@ -121,18 +122,18 @@ class Progress:
     __repr__ = __str__
 
 
-def progress(chapter: int | str | None = None, folder: str | Path | None = None) -> Progress:
-    """Which checked exercises of ``chapter`` (``"ch03"``, ``3``; ``None`` for the whole book) the learner has
-    passed in this environment, as a table. Passing an exercise again after restarting the kernel, or on
-    another day, is remembered; another machine has its own record."""
-    from vaelib.exercises import EXERCISES
-
+def report(exercises: Mapping[str, Any], chapter: int | str | None = None,
+           folder: str | Path | None = None) -> Progress:
+    """Which of ``exercises`` (by name, each with its ``function``) of ``chapter`` (``"ch03"``, ``3``; ``None`` for
+    the whole book) the learner has passed in this environment, as a table. Passing an exercise again after
+    restarting the kernel, or on another day, is remembered; another machine has its own record.
+    :func:`vaelib.exercises.progress` gives it the book's exercises."""
     wanted = None if chapter is None else _chapter_number(chapter)
     done = passed(folder)
-    rows = [(chapter_of(name), name, ex.function, done.get(name)) for name, ex in EXERCISES.items()
+    rows = [(chapter_of(name), name, ex.function, done.get(name)) for name, ex in exercises.items()
             if wanted is None or chapter_of(name) == wanted]
     if wanted is not None and not rows:
-        chapters = sorted({chapter_of(name) for name in EXERCISES})
+        chapters = sorted({chapter_of(name) for name in exercises})
         raise ValueError(f"progress: chapter {wanted} has no checked exercises; the chapters that have them "
                          f"are {', '.join(map(str, chapters))}")
     rows.sort(key=lambda row: row[0])  # by chapter; within one, in the order vaelib.exercises lists them

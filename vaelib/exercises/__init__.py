@@ -29,10 +29,21 @@ The shared checking code is in :mod:`vaelib.exercises.checking`, and each chapte
 solutions in a module of their own (:mod:`vaelib.exercises.ch1` to :mod:`vaelib.exercises.ch7`).
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 # Importing a chapter's module registers its checkers, so the chapters come in order: the order in which
 # EXERCISES and progress() list them.
 from vaelib.exercises import ch1, ch2, ch3, ch4, ch5, ch6, ch7  # noqa: F401
 from vaelib.exercises.checking import EXERCISES, Exercise, Verdict, check, diagnose
-from vaelib.progress import progress
+from vaelib.progress import Progress, report
+
+
+def progress(chapter: int | str | None = None, folder: str | Path | None = None) -> Progress:
+    """Which checked exercises of ``chapter`` (``"ch03"``, ``3``; ``None`` for the whole book) the learner has
+    passed in this environment, as a table (:func:`vaelib.progress.report`)."""
+    return report(EXERCISES, chapter, folder)
+
 
 __all__ = ["EXERCISES", "Exercise", "Verdict", "check", "diagnose", "progress"]
