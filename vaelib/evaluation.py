@@ -67,7 +67,7 @@ def decode(model: Model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tenso
     """Pixel probabilities ``[N, C, H, W]`` on the CPU for codes ``z: [N, latent]``."""
     model.eval()
     dev = _device(model)
-    return torch.cat([torch.sigmoid(model.decode(c.to(dev))).cpu() for c in z.split(batch_size)])
+    return torch.cat([model.probabilities(c.to(dev)).cpu() for c in z.split(batch_size)])
 
 
 @torch.no_grad()

@@ -173,17 +173,22 @@ class Model(nn.Module, ABC):
         self._check_z(z)
         return self.decoder(z)
 
+    def probabilities(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities ``[batch, *image_shape]`` for codes ``z``: the decoder's mean image, the
+        sigmoid of :meth:`decode`'s logits."""
+        return torch.sigmoid(self.decode(z))
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities decoded from the point code of each image."""
-        return torch.sigmoid(self.decode(self.code(x)))
+        return self.probabilities(self.code(x))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` codes drawn from N(0, I): pixel probabilities ``[n, *image_shape]``."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
-        return torch.sigmoid(self.decode(z))
+        return self.probabilities(z)
 
 
 class Autoencoder(Model):
