@@ -282,3 +282,20 @@ def test_images_of_another_float_type_are_a_clear_error(dtype, mnist_small):
         fit(model, images, epochs=1, progress=False)
     with pytest.raises(ValueError, match=f"got {dtype}"):
         evaluate(model, images)
+
+
+def test_a_vae_with_a_fixed_sigma_gives_every_cloud_that_width():
+    import math
+    from vaelib.errors import ConfigError
+    model = build_model(ModelConfig(kind="vae", latent_dim=3, sigma=0.5))
+    mu, logvar = model.posterior(torch.rand(4, 1, 28, 28))
+    assert mu.shape == logvar.shape == (4, 3)
+    torch.testing.assert_close(torch.exp(0.5 * logvar), torch.full((4, 3), 0.5))
+    assert math.isclose(model.loss_terms(torch.rand(4, 1, 28, 28)).sigma[0].item(), 0.5, rel_tol=1e-6)
+    assert ModelConfig.from_dict(model.config.to_dict()) == model.config
+    assert "sigma" not in ModelConfig(kind="vae").to_dict()  # a learned sigma keeps the record it had
+    for bad in (0.0, -1.0, float("nan"), "1"):
+        with pytest.raises(ConfigError, match="fixed sigma"):
+            ModelConfig(kind="vae", sigma=bad)
+    with pytest.raises(ConfigError, match="fixed sigma"):
+        ModelConfig(kind="ae", sigma=1.0)

@@ -49,6 +49,7 @@ class ModelConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (400,)
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    sigma: float | None = None  # a VAE whose every cloud has this fixed width; None: the encoder learns it
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,17 +62,23 @@ class ModelConfig:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.sigma is not None and not (self.kind == "vae" and isinstance(self.sigma, (int, float))
+                                           and 0 < self.sigma < float("inf")):
+            raise ConfigError(f"a fixed sigma must be a positive number, for a VAE; got {self.sigma!r}")
         if self.arch == "conv" and (self.image_shape[1] % 4 or self.image_shape[2] % 4):
             raise ConfigError(f"the conv model needs image sides divisible by 4, got {self.image_shape}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"], d["image_shape"] = list(self.hidden), list(self.image_shape)
+        if self.sigma is None:  # so that the records of models with a learned sigma stay as they were
+            del d["sigma"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{k: d[k] for k in ("kind", "arch", "latent_dim", "hidden", "image_shape")})
+        return cls(**{k: d[k] for k in ("kind", "arch", "latent_dim", "hidden", "image_shape")},
+                   sigma=d.get("sigma"))
 
 
 PRESETS = {
@@ -241,6 +248,8 @@ class VAE(Model):
         """``mu, logvar: [batch, latent]`` of q(z | x)."""
         self._check_x(x)
         mu, logvar = self.encoder(x).chunk(2, dim=1)
+        if self.config.sigma is not None:  # the width is not learned: the encoder's second half is unused
+            return mu, torch.full_like(mu, 2 * math.log(self.config.sigma))
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
     def code(self, x: torch.Tensor) -> torch.Tensor:
