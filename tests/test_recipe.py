@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import math
 import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import vaelib
 from vaelib import bench, book, cli
@@ -120,3 +122,32 @@ def test_the_search_finds_a_second_default(source, hit):
     assert any(hit in found for found in duplicates(source)), duplicates(source)
     assert duplicates(source.replace("128", "64").replace("1e-3", "2e-3").replace("0.001", "0.002")
                       .replace("10", "3").replace("'constant'", "'cosine'")) == []
+
+
+def test_free_bits_and_kl_warmup_change_the_training_loss_as_described():
+    from vaelib.errors import ConfigError
+    from vaelib.losses import objective
+    from vaelib.recipe import TrainConfig, kl_weight
+    from vaelib.training import training_loss
+
+    # KL warm-up: the weight rises linearly to beta over that share of the steps, then stays there.
+    warm = TrainConfig(beta=2.0, kl_warmup=0.5, epochs=1)
+    assert [kl_weight(warm, 10, s) for s in range(10)] == pytest.approx([0.4, 0.8, 1.2, 1.6, 2, 2, 2, 2, 2, 2])
+    assert [kl_weight(TrainConfig(beta=2.0), 10, s) for s in (0, 9)] == [2.0, 2.0]
+    # Free bits: each dimension's KL, averaged over the batch, is charged as at least free_bits nats.
+    kl_per_dim = torch.tensor([[0.1, 2.0], [0.3, 4.0]], requires_grad=True)
+    terms = objective(torch.tensor([10.0, 20.0]), kl_per_dim, torch.ones(2), beta=1.0)
+    loss = training_loss(terms, TrainConfig(beta=1.0, free_bits=0.5, epochs=1), 1, 0)
+    assert loss.item() == pytest.approx(15 + 0.5 + 3.0)
+    (grad,) = torch.autograd.grad(loss, kl_per_dim)
+    assert grad[:, 0].abs().sum() == 0 and grad[:, 1].tolist() == [0.5, 0.5]  # below the floor: no push
+    # Without either, the loss is the beta-weighted one, as before.
+    plain = objective(torch.tensor([10.0, 20.0]), kl_per_dim.detach(), torch.ones(2), beta=3.0)
+    assert training_loss(plain, TrainConfig(beta=3.0), 1, 0).item() == pytest.approx(15 + 3 * 3.2)
+    # The records of earlier recipes stay as they were; set, the fields travel with the recipe.
+    assert "free_bits" not in TrainConfig().to_dict() and "kl_warmup" not in TrainConfig().to_dict()
+    set_ = TrainConfig(free_bits=0.5, kl_warmup=0.25)
+    assert TrainConfig.from_dict(set_.to_dict()) == set_
+    for bad in ({"free_bits": -0.1}, {"free_bits": math.inf}, {"kl_warmup": 1.5}, {"kl_warmup": -0.1}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)

@@ -43,6 +43,8 @@ class TrainConfig:
     n_train: int | None = None
     binarize: str | None = None
     schedule: str = "constant"
+    free_bits: float = 0.0  # nats per latent dimension that the KL term leaves uncharged (Kingma et al., 2016)
+    kl_warmup: float = 0.0  # the share of all steps over which the KL term's weight rises from 0 to beta
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
@@ -58,11 +60,19 @@ class TrainConfig:
             raise ConfigError(f"n_train must be a positive integer, got {self.n_train!r}")
         if self.binarize not in (None, "dynamic"):
             raise ConfigError(f"binarize must be None or 'dynamic', got {self.binarize!r}")
+        if not (isinstance(self.free_bits, (int, float)) and 0 <= self.free_bits < math.inf):
+            raise ConfigError(f"free_bits must be a number of nats >= 0, got {self.free_bits!r}")
+        if not (isinstance(self.kl_warmup, (int, float)) and 0 <= self.kl_warmup <= 1):
+            raise ConfigError(f"kl_warmup must be a share of the steps between 0 and 1, got {self.kl_warmup!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "model": self.model.to_dict()}
+        d = {**asdict(self), "model": self.model.to_dict()}
+        for name in ("free_bits", "kl_warmup"):  # unused, they leave the records of earlier recipes as they were
+            if not d[name]:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -84,3 +94,10 @@ def lr_factor(schedule: str, total_steps: int, step: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup + 1) / max(1, total_steps - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def kl_weight(config: TrainConfig, total_steps: int, step: int) -> float:
+    """The KL term's weight at optimizer step ``step`` (0-based): ``beta``, or with ``kl_warmup`` a linear
+    rise to ``beta`` over that share of the steps (KL annealing, Bowman et al., 2016)."""
+    warmup = round(config.kl_warmup * total_steps)
+    return config.beta * min(1.0, (step + 1) / warmup) if warmup else config.beta

@@ -26,7 +26,7 @@ from vaelib.device import get_device
 from vaelib.errors import ConfigError, DataError, TrainingDiverged
 from vaelib.losses import check_images
 from vaelib.models import Model
-from vaelib.recipe import History, TrainConfig, lr_factor
+from vaelib.recipe import History, TrainConfig, kl_weight, lr_factor
 
 HISTORY_KEYS = ("loss", "recon", "kl", "elbo", "mean_sigma", "kl_per_dim", "seconds", "samples_per_s")
 SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name != "model")  # what fit takes by keyword
@@ -116,6 +116,16 @@ class DivergenceCheck:
                                 f"Try a lower learning rate (e.g. --lr {self.lr / 10:g})")
 
 
+def training_loss(terms, config: TrainConfig, steps_per_epoch: int, step: int) -> torch.Tensor:
+    """The batch's loss at optimizer step ``step``: ``terms.loss`` averaged over the batch, or, with free bits
+    or a KL warm-up, the reconstruction plus the weighted KL of each latent dimension averaged over the
+    batch and raised to at least ``free_bits`` nats, so that a dimension below that costs nothing more."""
+    if not config.free_bits and not config.kl_warmup:
+        return terms.loss.mean()
+    kl = terms.kl_per_dim.mean(0).clamp(min=config.free_bits).sum()
+    return terms.recon.mean() + kl_weight(config, config.epochs * steps_per_epoch, step) * kl
+
+
 def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None = None, *,
         device: torch.device | str | None = None, progress: bool = True,
         checkpoint: str | Path | None = None, resume: dict | None = None, overwrite: bool = False,
@@ -151,7 +161,7 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
             tally, t0 = _Tally(model.config.latent_dim, device), time.perf_counter()
             for x in batches(images, config.batch_size, generator=order, binarize=config.binarize, noise=noise):
                 terms = model.loss_terms(x, config.beta, generator=noise, validate=False)
-                loss = terms.loss.mean()
+                loss = training_loss(terms, config, steps_per_epoch, scheduler.last_epoch)
                 divergence.watch(loss, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
