@@ -30,8 +30,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "browser"))
+sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tools")]
 from book_site import CHROMIUM, CHROMIUM_ARGS, MATHJAX_TIMEOUT_MS  # noqa: E402
+from print_pdf import WAIT_FOR_MATH  # noqa: E402  (the same wait the PDF's printer uses)
 
 LONG_TASKS = """(() => {
   window.__longTasks = [];
@@ -40,17 +41,6 @@ LONG_TASKS = """(() => {
       .observe({type: 'longtask', buffered: true});
   } catch (e) {}
 })();"""
-
-MATHJAX_DONE = """async (timeout) => {
-  if (!document.querySelector('.math')) return true;
-  const sleep = ms => new Promise(r => setTimeout(r, ms));
-  const t0 = Date.now();
-  while (!(window.MathJax && window.MathJax.startup && window.MathJax.startup.promise)) {
-    if (Date.now() - t0 > timeout) return false;
-    await sleep(50);
-  }
-  return Promise.race([window.MathJax.startup.promise.then(() => true), sleep(timeout).then(() => false)]);
-}"""
 
 
 def sent_size(body: bytes) -> int:
@@ -87,7 +77,7 @@ def first_visit(browser, url: str, throttle: float = 1.0) -> dict:
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
     try:
         page.goto(url, wait_until="load", timeout=120_000)
-        typeset = page.evaluate(MATHJAX_DONE, MATHJAX_TIMEOUT_MS * throttle)
+        typeset = page.evaluate(WAIT_FOR_MATH, MATHJAX_TIMEOUT_MS * throttle)
         page.wait_for_load_state("networkidle", timeout=60_000)
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         long_tasks = page.evaluate("() => window.__longTasks")

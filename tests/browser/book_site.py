@@ -16,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # The book's sources (its _config.yml and notebooks): this repository unless BOOK_SOURCE says otherwise.
 SOURCE = Path(os.environ.get("BOOK_SOURCE") or REPO).resolve()
+PDF_NAME = "book.pdf"  # the whole book, printed by tools/print_pdf.py into the HTML folder
+
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -22,7 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from book_site import CHROMIUM, CHROMIUM_ARGS, MATHJAX_TIMEOUT_MS, book_pages, book_root, is_redirect, unavailable
+from book_site import (CHROMIUM, CHROMIUM_ARGS, MATHJAX_TIMEOUT_MS, PDF_NAME, book_pages, book_root, is_redirect,
+                       unavailable)
 
 
 def pytest_generate_tests(metafunc):
@@ -45,6 +46,15 @@ def book_dir() -> Path:
     if not (root / "index.html").is_file() and not book_pages(root):
         unavailable(f"no built book at {root}: run `make book-quick` (or set BOOK_HTML)")
     return root
+
+
+@pytest.fixture(scope="session")
+def pdf(book_dir) -> Path:
+    """The whole-book PDF of the built book."""
+    path = book_dir / PDF_NAME
+    if not path.is_file():
+        pytest.fail(f"no {PDF_NAME} in the built book: `make book-quick` prints it (tools/print_pdf.py)")
+    return path
 
 
 @pytest.fixture(scope="session")

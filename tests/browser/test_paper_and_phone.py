@@ -21,14 +21,13 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import yaml
-from book_site import SOURCE, book_pages, is_redirect, unavailable
+from book_site import PDF_NAME, SOURCE, book_pages, is_redirect, unavailable
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
 # A4 less the PDF's 14-mm side margins (tools/print_pdf.py), in CSS pixels (96 per inch): 182 mm.
 PRINT_COLUMN_PX = 688
-PDF_NAME = "book.pdf"
 
 
 def _fmt(items, limit=15):
@@ -190,14 +189,6 @@ def test_nothing_is_wider_than_the_printed_column(browser, single_page):
 
 
 # --- the PDF -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pdf(book_dir):
-    path = book_dir / PDF_NAME
-    if not path.is_file():
-        pytest.fail(f"no {PDF_NAME} in the built book: `make book-quick` prints it (tools/print_pdf.py)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import nbformat
 import pytest
 import yaml
-from book_site import SOURCE, book_pages, is_redirect, parse_page, unavailable
+from book_site import PDF_NAME, SOURCE, book_pages, is_redirect, parse_page, unavailable
 
 sys.path.insert(0, str(SOURCE / "tools"))
 from reader_notebooks import leftover_myst  # noqa: E402  (tools/ is a folder of scripts, not a package)
@@ -33,7 +33,6 @@ from reader_notebooks import leftover_myst  # noqa: E402  (tools/ is a folder of
 pytestmark = pytest.mark.browser
 
 RUNNING_PAGE = "chapters/running.html"
-PDF_NAME = "book.pdf"
 CHAPTER_HTML = re.compile(r"^chapters/\d\d_.+\.html$")
 
 
@@ -159,14 +158,6 @@ def _page_titles(book_dir: Path) -> list[str]:
             text = re.sub(r"<[^>]+>|#|\\\(.*?\\\)", " ", m.group(1))
             titles.append(re.sub(r"\s+", " ", text).strip())
     return titles
-
-
-@pytest.fixture(scope="module")
-def pdf(book_dir):
-    path = book_dir / PDF_NAME
-    if not path.is_file():
-        pytest.fail(f"no {PDF_NAME} in the built book: `make book-quick` prints it (tools/print_pdf.py)")
-    return path
 
 
 def test_the_book_links_to_its_pdf(book_dir, pdf):
