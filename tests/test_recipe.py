@@ -151,3 +151,40 @@ def test_free_bits_and_kl_warmup_change_the_training_loss_as_described():
     for bad in ({"free_bits": -0.1}, {"free_bits": math.inf}, {"kl_warmup": 1.5}, {"kl_warmup": -0.1}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
+
+
+def test_plain_sgd_steps_by_the_learning_rate_times_the_gradient():
+    from vaelib.data import batches
+    from vaelib.errors import ConfigError, TrainingDiverged
+    from vaelib.models import VAE
+    from vaelib.recipe import TrainConfig
+    from vaelib.training import epoch_generators, fit, seed_everything
+
+    seed_everything(0)
+    model = VAE(latent_dim=2, hidden=(8,))
+    before = [p.detach().clone() for p in model.parameters()]
+    images = torch.rand(16, 1, 28, 28)
+    # One full batch, one step, with the loss fit computes: each weight moves by -lr * its gradient.
+    config = TrainConfig(model=model.config, optimizer="sgd", lr=0.01, epochs=1, batch_size=16, seed=3)
+    fit(model, images, config, progress=False)
+    replay = VAE(latent_dim=2, hidden=(8,))
+    replay.load_state_dict({k: v for k, v in zip(replay.state_dict(), before)})
+    order, noise = epoch_generators(3, 1)
+    (x,) = list(batches(images, 16, generator=order, noise=noise))
+    replay.loss_terms(x, 1.0, generator=noise).loss.mean().backward()
+    for p, old, q in zip(model.parameters(), before, replay.parameters()):
+        assert torch.allclose(p.detach(), old - 0.01 * q.grad, atol=1e-6)
+    # The default stays Adam, and an unused optimizer field leaves the records of earlier recipes as they were.
+    assert "optimizer" not in TrainConfig().to_dict()
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="optimizer must be one of adam, sgd"):
+        TrainConfig(optimizer="rmsprop")
+    # Without a fused kernel, a NaN loss still stops training before it touches a weight.
+    seed_everything(0)
+    model = VAE(latent_dim=2, hidden=(8,))
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    kept = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TrainingDiverged, match="before the weights were touched"):
+        fit(model, images, optimizer="sgd", lr=0.01, epochs=1, batch_size=8, progress=False)
+    assert all(torch.allclose(p, k, equal_nan=True) for p, k in zip(model.parameters(), kept))

@@ -382,7 +382,7 @@ def test_without_a_fused_optimizer_a_nan_loss_is_caught_per_step(tmp_path, mnist
                                                                  monkeypatch):
     import vaelib.training as vtraining
     monkeypatch.setattr(vtraining, "make_optimizer",
-                        lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr))
+                        lambda model, lr, kind: torch.optim.Adam(model.parameters(), lr=lr))
     real = vlosses.bernoulli_nll
     calls = {"n": 0}
     first_of_epoch_two = -(-len(mnist_small) // 64) + 1

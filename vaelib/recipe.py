@@ -19,6 +19,7 @@ from vaelib.models import ModelConfig
 #: What ``fit`` returns and a checkpoint keeps: one list per quantity, one entry per epoch.
 History = dict[str, list]
 SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "sgd")
 WARMUP_FRACTION = 0.05  # of all steps, for the "cosine" schedule
 
 
@@ -27,8 +28,9 @@ class TrainConfig:
     """A full training recipe, saved in every checkpoint. Its fields' defaults are vaelib's recipe.
 
     ``dataset`` is the name of the data trained on, or ``None`` when ``fit`` was given bare images and
-    cannot know; ``n_train`` trains on a fixed random subset of that many images. ``schedule`` is
-    ``"constant"`` (Adam at ``lr`` throughout) or ``"cosine"`` (a linear warm-up to ``lr`` over the
+    cannot know; ``n_train`` trains on a fixed random subset of that many images. ``optimizer`` is
+    ``"adam"`` or ``"sgd"`` (plain SGD, for chapter 4's comparison). ``schedule`` is
+    ``"constant"`` (``lr`` throughout) or ``"cosine"`` (a linear warm-up to ``lr`` over the
     first ``WARMUP_FRACTION`` of the steps, then a cosine decay to 0 at the last step): see
     :func:`lr_factor`.
     """
@@ -45,6 +47,7 @@ class TrainConfig:
     schedule: str = "constant"
     free_bits: float = 0.0  # nats per latent dimension that the KL term leaves uncharged (Kingma et al., 2016)
     kl_warmup: float = 0.0  # the share of all steps over which the KL term's weight rises from 0 to beta
+    optimizer: str = "adam"  # or "sgd": plain stochastic gradient descent, whose steps are not normalised
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
@@ -64,13 +67,15 @@ class TrainConfig:
             raise ConfigError(f"free_bits must be a number of nats >= 0, got {self.free_bits!r}")
         if not (isinstance(self.kl_warmup, (int, float)) and 0 <= self.kl_warmup <= 1):
             raise ConfigError(f"kl_warmup must be a share of the steps between 0 and 1, got {self.kl_warmup!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "model": self.model.to_dict()}
-        for name in ("free_bits", "kl_warmup"):  # unused, they leave the records of earlier recipes as they were
-            if not d[name]:
+        for name, unused in (("free_bits", 0.0), ("kl_warmup", 0.0), ("optimizer", "adam")):
+            if d[name] == unused:  # left out, so the records of earlier recipes stay as they were
                 del d[name]
         return d
 

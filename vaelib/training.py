@@ -49,8 +49,11 @@ def epoch_generators(seed: int, epoch: int, device: torch.device | str = "cpu"
     return torch.Generator().manual_seed(base), torch.Generator(device).manual_seed(base + 50_000)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam, using the fused kernel when this PyTorch has one for the device."""
+def make_optimizer(model: torch.nn.Module, lr: float, kind: str = "adam") -> torch.optim.Optimizer:
+    """Adam, using the fused kernel when this PyTorch has one for the device; or, with ``kind="sgd"``, plain
+    SGD (no momentum), whose every step is the learning rate times the gradient."""
+    if kind == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
@@ -145,7 +148,7 @@ def fit(model: Model, data: Dataset | torch.Tensor, config: TrainConfig | None =
     model.to(device)
     images = images.to(device)
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, config.optimizer)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch, resume)
     run = Run(model, optimizer, scheduler, config, record)
     history = {**{k: [] for k in HISTORY_KEYS}, **(resume["history"] if resume else {})}
