@@ -456,6 +456,8 @@ def test_log_aggregate_posterior_is_the_log_of_the_mixture_density():
     components = torch.distributions.Normal(mu.double(), torch.exp(0.5 * logvar.double()))
     expected = torch.logsumexp(components.log_prob(z.double()[:, None, :]).sum(-1), 1) - math.log(7)
     torch.testing.assert_close(log_aggregate_posterior(z, mu, logvar, chunk=2), expected)
+    # Components a block at a time, the last block short, give the same mixture.
+    torch.testing.assert_close(log_aggregate_posterior(z, mu, logvar, chunk=2, component_block=3), expected)
     with pytest.raises(ValueError, match=r"\[M, 3\]"):
         log_aggregate_posterior(torch.zeros(5, 2), mu, logvar)
 
