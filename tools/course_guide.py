@@ -110,8 +110,10 @@ EXERCISES: dict[tuple[int, int], Practice] = {
                                    "dimension."),
     (4, 3): Practice("experiment", "Scaling the codes to see why fixing $\\sigma = 1$ could not prevent the "
                                    "failure."),
-    (4, 4): Practice("code", "Each image's mean $\\sigma$ from its log-variances."),
-    (4, 5): Practice("code", "The ratio of noise to spread, per latent dimension."),
+    (4, 4): Practice("experiment", "Adam against plain SGD on a loss with a constant gradient: why Adam's steps "
+                                   "do not shrink with the gradient."),
+    (4, 5): Practice("code", "Each image's mean $\\sigma$ from its log-variances."),
+    (4, 6): Practice("code", "The ratio of noise to spread, per latent dimension."),
     (5, 1): Practice("pen and paper", "The closed-form KL of a diagonal Gaussian, checked with `gaussian_kl` and "
                                       "a Monte Carlo estimate."),
     (5, 2): Practice("experiment", "Monte Carlo KL in both directions, and why the KL divergence is not "
