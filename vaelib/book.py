@@ -226,8 +226,8 @@ def clamp_words(logvar: torch.Tensor) -> str:
     if share == 0:
         return "none of its test σs has reached that floor: every width is one the encoder learned"
     amount = f"{share:.0%}" if share >= 0.01 else f"{100 * share:.2g}%"
-    return (f"{amount} of its test σs sit on that floor: for those, the encoder asked for a narrower cloud "
-            "still, and the clamp, not training, set the width")
+    return (f"{amount} of its test σs sit on that floor: for those, the encoder's own output lies below it, "
+            "and the clamp, not training, set the width")
 
 
 def run_note(data: Dataset):
