@@ -27,7 +27,7 @@ MODES = ("reader", "quick")
 # mybinder.org gives a session at most 2 GB of memory; 2,000 MB is the stricter reading of "2 GB".
 BINDER_MB = 2000
 # The time budget of one reader-mode chapter on two cores, cold model cache.
-CHAPTER_BUDGET_S = 60
+CHAPTER_BUDGET_S = 75
 # How much worse than the old recipe a model may score (nats per image): the target of time_to_quality.py.
 TTQ_MARGIN = 1.0
 
