@@ -9,7 +9,7 @@ whatever a caller passes to :func:`vaelib.training.fit`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from vaelib.data import check_dataset_name
 from vaelib.errors import ConfigError
@@ -20,6 +20,8 @@ from vaelib.models import ModelConfig
 History = dict[str, list]
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "sgd")
+# Fields added after recipes were first recorded: left out of a record while they keep their default.
+ADDED_LATER = ("free_bits", "kl_warmup", "optimizer")
 WARMUP_FRACTION = 0.05  # of all steps, for the "cosine" schedule
 
 
@@ -74,9 +76,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "model": self.model.to_dict()}
-        for name, unused in (("free_bits", 0.0), ("kl_warmup", 0.0), ("optimizer", "adam")):
-            if d[name] == unused:  # left out, so the records of earlier recipes stay as they were
-                del d[name]
+        for f in fields(self):
+            if f.name in ADDED_LATER and d[f.name] == f.default:  # so earlier recipes' records stay as they were
+                del d[f.name]
         return d
 
     @classmethod
