@@ -53,6 +53,30 @@ def test_glue_hands_the_value_to_glued_as_a_plain_number():
     assert "test_prose_value" in dir(vbook.glued)
 
 
+@pytest.mark.parametrize("display", [False, True])
+def test_glue_records_the_value_as_myst_nb_glue_does(display):
+    """The book build reads glue records with MyST-NB; vaelib writes them itself, so they must be the same."""
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+    from myst_nb import glue as myst_glue
+
+    start_ipython()
+    with capture_output() as ours:
+        vbook.glue("test_prose_record", 0.25, display=display)
+    with capture_output() as theirs:
+        myst_glue("test_prose_record", 0.25, display=display)
+    assert [(o.data, o.metadata) for o in ours.outputs] == [(o.data, o.metadata) for o in theirs.outputs]
+    assert len(ours.outputs) == 1 and ours.outputs[0].metadata["scrapbook"]["name"] == "test_prose_record"
+
+
+def test_glue_outside_ipython_prints_nothing(capsys, monkeypatch):
+    import IPython
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # a plain Python process, as in a script
+    assert vbook.glue("test_prose_quiet", 1.5) == 1.5
+    assert capsys.readouterr().out == ""
+
+
 def test_a_value_not_glued_yet_says_to_run_the_cells_above():
     with pytest.raises(AttributeError, match="run the cells above"):
         vbook.glued.test_prose_never_glued

@@ -37,11 +37,11 @@ from pathlib import Path
 import nbformat
 from book_prose import CAPTION_TAG, captions_into_figures, parse
 from myst_nb.core.variables import format_plain_text
+from myst_nb.ext.glue import GLUE_PREFIX
 from book_version import build_commit
 from reader_notebooks import INLINE, reader, without_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
-GLUE_PREFIX = "application/papermill.record/"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 

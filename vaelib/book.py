@@ -171,12 +171,30 @@ def glue(name: str, value, display: bool = False):
     if getattr(value, "shape", None) == ():  # numpy or torch scalar
         value = value.item()
     glued._values[name] = value
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:
-        return value
-    myst_glue(name, value, display=display)
+    _record(name, value, display)
     return value
+
+
+# How MyST-NB finds a glued value in a notebook's outputs: a display whose MIME types carry this prefix (none
+# when the value is also shown) and whose metadata names it. Written here rather than through myst_nb.glue,
+# whose first call imports nbformat and its schema checks, most of a second in every chapter.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def _record(name: str, value, display: bool) -> None:
+    """Record ``value`` in the running kernel's outputs as MyST-NB's ``glue`` does; nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.formatters import format_display_data
+        from IPython.display import display as ipy_display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    mimebundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
+    ipy_display({prefix + k: v for k, v in mimebundle.items()}, raw=True, metadata=metadata)
 
 
 _ORDINALS = {2: "half", 3: "a third", 4: "a quarter", 5: "a fifth", 6: "a sixth", 7: "a seventh", 8: "an eighth",
