@@ -101,6 +101,18 @@ def test_fashion_mnist_from_debian_package(tmp_path):
     assert ds.test.labels[:5].tolist() == labels.tolist()
 
 
+@needs_fashion
+def test_the_full_offline_copy_of_fashion_mnist_is_cached(tmp_path, monkeypatch):
+    """The Debian package holds all of Fashion-MNIST, so the first load caches it as a download would, and
+    later loads read the cache instead of parsing the package again (the 5,000-digit MNIST is not cached)."""
+    first = load_dataset("fashion-mnist", root=tmp_path, download=False, verbose=False)
+    assert "Debian" in first.source and not first.offline_subset
+    monkeypatch.setattr(vdata, "DEBIAN_FASHION_DIR", tmp_path / "gone")  # the package is not read again
+    again = load_dataset("fashion-mnist", root=tmp_path, download=False, verbose=False)
+    assert again.source == "cache"
+    assert torch.equal(again.train.images, first.train.images) and torch.equal(again.test.labels, first.test.labels)
+
+
 def test_fashion_mnist_missing_offline_raises_data_error_with_a_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(vdata, "DEBIAN_FASHION_DIR", tmp_path / "nowhere")
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):

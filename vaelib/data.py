@@ -170,7 +170,7 @@ def load_dataset(
         arrays, source = (_download(name, timeout), "download") if download else (None, "")
         if arrays is None:
             arrays, source, partial = _offline(name)
-        else:
+        if not partial:  # the whole dataset, downloaded or from a full offline copy: later loads read the cache
             _write_cache(root, name, arrays)
     if verbose:
         n_tr, n_te = len(arrays["train_y"]), len(arrays["test_y"])
