@@ -376,11 +376,13 @@ def _clusters(n: int, seed: int, d: int = 3) -> tuple[torch.Tensor, torch.Tensor
     return (centres[labels] + 0.7 * torch.randn(n, d, generator=g, dtype=torch.float64)).float(), labels
 
 
+# d = 3 takes the k-d tree (up to TREE_MAX_DIM dimensions), d = 8 the pairwise distances.
+@pytest.mark.parametrize("d", [3, 8])
 @pytest.mark.parametrize("batch_size", [7, 1000])
-def test_nearest_code_matches_a_brute_force_search(batch_size):
+def test_nearest_code_matches_a_brute_force_search(batch_size, d):
     neighbors = pytest.importorskip("sklearn.neighbors")
-    queries, _ = _clusters(300, seed=1)
-    reference, _ = _clusters(500, seed=2)
+    queries, _ = _clusters(300, seed=1, d=d)
+    reference, _ = _clusters(500, seed=2, d=d)
     found = nearest_code(queries, reference, batch_size=batch_size)
     search = neighbors.NearestNeighbors(n_neighbors=1, algorithm="brute").fit(reference.double().numpy())
     distance, index = search.kneighbors(queries.double().numpy())
@@ -388,11 +390,12 @@ def test_nearest_code_matches_a_brute_force_search(batch_size):
     torch.testing.assert_close(found.distance.double(), torch.from_numpy(distance[:, 0]), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("d", [3, 8])
 @pytest.mark.parametrize("k, batch_size", [(1, 1000), (5, 64), (8, 1000)])
-def test_knn_accuracy_matches_a_k_neighbours_classifier(k, batch_size):
+def test_knn_accuracy_matches_a_k_neighbours_classifier(k, batch_size, d):
     neighbors = pytest.importorskip("sklearn.neighbors")
-    reference, reference_labels = _clusters(600, seed=3)
-    codes, labels = _clusters(400, seed=4)
+    reference, reference_labels = _clusters(600, seed=3, d=d)
+    codes, labels = _clusters(400, seed=4, d=d)
     classifier = neighbors.KNeighborsClassifier(n_neighbors=k, algorithm="brute")
     expected = classifier.fit(reference.numpy(), reference_labels.numpy()).score(codes.numpy(), labels.numpy())
     assert 0.4 < expected < 0.95  # the classes overlap: a test that can tell right from wrong
@@ -400,9 +403,10 @@ def test_knn_accuracy_matches_a_k_neighbours_classifier(k, batch_size):
         pytest.approx(expected, abs=1e-12)
 
 
-def test_knn_accuracy_without_a_reference_leaves_each_code_out():
+@pytest.mark.parametrize("d", [3, 8])
+def test_knn_accuracy_without_a_reference_leaves_each_code_out(d):
     neighbors = pytest.importorskip("sklearn.neighbors")
-    codes, labels = _clusters(500, seed=5)
+    codes, labels = _clusters(500, seed=5, d=d)
     k = 5
     # Each code's k nearest *other* codes: the k + 1 nearest, less the code itself (at distance 0).
     index = neighbors.NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(codes.numpy()) \
@@ -414,6 +418,32 @@ def test_knn_accuracy_without_a_reference_leaves_each_code_out():
     # Not the same as letting each code vote for itself, which a 1-neighbour vote would always win.
     assert knn_accuracy(codes, labels, codes, labels, k=1) == 1.0
     assert knn_accuracy(codes, labels, k=1) < 0.95
+
+
+def test_the_tree_and_the_pairwise_distances_find_the_same_neighbours(monkeypatch):
+    from vaelib import evaluation
+
+    g = torch.Generator().manual_seed(0)
+    queries, reference = torch.randn(500, 2, generator=g) * 3, torch.randn(2000, 2, generator=g) * 3
+    tree = nearest_code(queries, reference, batch_size=128)
+    monkeypatch.setattr(evaluation, "TREE_MAX_DIM", 0)  # every code now takes the pairwise distances
+    pairwise = nearest_code(queries, reference, batch_size=128)
+    # The pairwise path computes |x|^2 + |y|^2 - 2 x.y in float32, off by up to about 1e-3 for codes of size 10.
+    torch.testing.assert_close(tree.distance, pairwise.distance, rtol=1e-4, atol=1e-3)
+    # Where they pick different codes, the two are equally near, to that rounding.
+    exact = lambda index: (queries.double() - reference[index].double()).norm(dim=1)
+    differ = tree.index != pairwise.index
+    assert differ.float().mean() < 0.01
+    torch.testing.assert_close(exact(tree.index)[differ], exact(pairwise.index)[differ], rtol=0, atol=1e-3)
+    assert (exact(tree.index) <= exact(pairwise.index) + 1e-12).all()  # the tree's answer is the exact nearest
+
+
+def test_leaving_each_code_out_copes_with_duplicate_codes():
+    # Three copies of each of two codes: a copy's two nearest other codes are the other two copies.
+    codes = torch.tensor([[0.0, 0.0]] * 3 + [[5.0, 5.0]] * 3)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert knn_accuracy(codes, labels, k=1) == 1.0
+    assert knn_accuracy(codes, labels, k=2) == 1.0
 
 
 def test_knn_ties_go_to_the_smallest_label():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from vaelib.losses import (LOG_2PI, bernoulli_nll, check_images, gaussian_kl, log_normal, log_standard_normal,
@@ -259,12 +260,43 @@ def _k_nearest(queries: torch.Tensor, reference: torch.Tensor, k: int, batch_siz
     if not isinstance(k, int) or not 1 <= k <= len(reference) - leave_one_out:
         raise ValueError(f"k must be an integer between 1 and {len(reference) - leave_one_out} "
                          f"(the number of reference codes), got {k!r}")
+    if queries.shape[1] <= TREE_MAX_DIM:
+        yield from _k_nearest_tree(queries, reference, k, batch_size, leave_one_out)
+        return
     for start in range(0, len(queries), batch_size):
         d = torch.cdist(queries[start:start + batch_size].float(), reference.float())
         if leave_one_out:
             rows = torch.arange(len(d))
             d[rows, rows + start] = math.inf
         yield d.topk(k, dim=1, largest=False)
+
+
+# Up to this many dimensions a k-d tree finds the nearest codes far faster than every pairwise distance
+# (10,000 2-D codes among 60,000: 0.04 s against 2 s); in 20 dimensions it is slower than the distances.
+TREE_MAX_DIM = 3
+
+
+class _Neighbours(NamedTuple):
+    values: torch.Tensor   # [batch, k] distances, nearest first
+    indices: torch.Tensor  # [batch, k] rows of the reference
+
+
+def _k_nearest_tree(queries: torch.Tensor, reference: torch.Tensor, k: int, batch_size: int,
+                    leave_one_out: bool):
+    """:func:`_k_nearest` by a k-d tree (exact, in float64), for codes of a few dimensions."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(reference.detach().cpu().double().numpy())
+    points = queries.detach().cpu().double().numpy()
+    for start in range(0, len(points), batch_size):
+        batch = points[start:start + batch_size]
+        distance, index = (a.reshape(len(batch), -1) for a in tree.query(batch, k=k + leave_one_out))
+        if leave_one_out:  # drop each code itself, or, where duplicates hid it, the farthest of the k + 1
+            keep = index != np.arange(start, start + len(batch))[:, None]
+            keep[keep.all(1), -1] = False
+            distance, index = distance[keep].reshape(-1, k), index[keep].reshape(-1, k)
+        yield _Neighbours(torch.from_numpy(distance).float().to(queries.device),
+                          torch.from_numpy(index).long().to(queries.device))
 
 
 def nearest_code(queries: torch.Tensor, reference: torch.Tensor, batch_size: int = 1000) -> Nearest:
