@@ -4,6 +4,7 @@
     python benchmarks/chapters.py --mode quick --dataset mnist
     python benchmarks/chapters.py --json results.json
     python benchmarks/chapters.py --dataset fashion-mnist --baseline bdfdfcb   # beside an older revision
+    python benchmarks/chapters.py --mode reader --dataset fashion-mnist --examples-epochs 50
 
 Each notebook runs in its own process (nbclient, a fresh ``python3`` kernel); the peak resident memory
 is the kernel's (``ru_maxrss`` of the finished child). "Cold" means an empty model cache in a fresh
@@ -12,6 +13,11 @@ is the kernel's (``ru_maxrss`` of the finished child). "Cold" means an empty mod
 ``--baseline REV`` first runs, in reader mode, the chapters of git revision ``REV`` (the book and its
 ``vaelib``, checked out in a temporary worktree) the same way, so that an old recipe and the current one
 are measured in one run on one machine; its rows carry ``"recipe": "baseline"`` and the revision.
+
+``--examples-epochs N`` then trains PyTorch's own VAE example (pytorch/examples' ``vae/main.py``: its model,
+loss and ``DataLoader``, :func:`vaelib.bench.train_baseline`) for N epochs on the same training images, in a
+fresh process, as a yardstick for the book's time measured in the same run; its row carries
+``"recipe": "pytorch/examples"`` and the epochs, and counts the training loop only.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ NotebookClient(nb, timeout=900, kernel_name="python3",
 seconds = time.perf_counter() - t0
 peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+"""
+RUN_EXAMPLES = r"""
+import json, resource, sys
+from vaelib import bench, book
+data = book.dataset()
+_, samples_per_s = bench.train_baseline(data, int(sys.argv[1]))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": int(sys.argv[1]) * len(data.train) / samples_per_s, "peak_mb": peak_mb}))
 """
 
 
@@ -81,6 +95,18 @@ def run_mode(mode: str, dataset: str | None, root: Path = ROOT, recipe: dict | N
     return rows
 
 
+def run_examples(epochs: int, dataset: str | None) -> dict:
+    """PyTorch's own VAE example trained for ``epochs`` epochs, in a fresh process: its training time."""
+    env = {**os.environ, "TQDM_DISABLE": "1", **({"VAELIB_DATASET": dataset} if dataset else {})}
+    proc = subprocess.run([sys.executable, "-c", RUN_EXAMPLES, str(epochs)], env=env, capture_output=True, text=True)
+    row = {"chapter": f"pytorch/examples vae, {epochs} epochs", "mode": "reader",
+           "dataset": env.get("VAELIB_DATASET", "mnist"), "recipe": "pytorch/examples", "epochs": epochs}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {**row, "error": tail[0][:200]}
+    return {**row, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
 def _row(r: dict) -> str:
     mode = r["mode"] + (f" ({r['revision']})" if r.get("recipe") == "baseline" else "")
     if "error" in r:
@@ -95,6 +121,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--baseline", metavar="REV", default=None,
                         help="first run the chapters of this git revision, for comparison")
+    parser.add_argument("--examples-epochs", metavar="N", type=int, default=None,
+                        help="then time N epochs of PyTorch's own VAE example, as a yardstick")
     args = parser.parse_args()
     modes = ["quick", "reader"] if args.mode == "both" else [args.mode]
     print(f"dataset: {args.dataset or os.environ.get('VAELIB_DATASET', 'mnist')}, "
@@ -109,6 +137,9 @@ def main() -> int:
             rows += [r for mode in modes if mode == "reader"  # quick mode's recipe is a test setting
                      for r in run_mode(mode, args.dataset, tree, {"recipe": "baseline", "revision": revision})]
     rows += [r for mode in modes for r in run_mode(mode, args.dataset)]
+    if args.examples_epochs:
+        rows.append(run_examples(args.examples_epochs, args.dataset))
+        print(_row(rows[-1]), flush=True)
     for recipe in ["baseline", None] if args.baseline else [None]:
         for mode in modes:
             done = [r for r in rows if r["mode"] == mode and r.get("recipe") == recipe and "error" not in r]

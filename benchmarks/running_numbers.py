@@ -38,7 +38,7 @@ class ClaimError(Exception):
 
 def load(results: Path = RESULTS) -> dict:
     """The result files: ``chapters`` (rows of the current recipe), ``baseline`` (rows of an older one,
-    measured in the same run), ``bench``, ``build`` and ``time_to_quality`` (dicts)."""
+    measured in the same run), ``examples`` (PyTorch's own VAE example, timed in the same run), ``bench``, ``build`` and ``time_to_quality`` (dicts)."""
     out = {}
     for name in ("chapters", "bench", "build", "time_to_quality"):
         path = results / f"{name}.json"
@@ -49,7 +49,8 @@ def load(results: Path = RESULTS) -> dict:
     if failed:
         raise ClaimError(f"running_numbers: chapters.json records failed runs: {', '.join(failed)}")
     out["baseline"] = [r for r in out["chapters"] if r.get("recipe") == "baseline"]
-    out["chapters"] = [r for r in out["chapters"] if r.get("recipe") != "baseline"]
+    out["examples"] = [r for r in out["chapters"] if r.get("recipe") == "pytorch/examples"]
+    out["chapters"] = [r for r in out["chapters"] if r.get("recipe") is None]
     return out
 
 
@@ -161,6 +162,10 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
     data = load(results)
     rows, bench, build, ttq = data["chapters"], data["bench"], data["build"], data["time_to_quality"]
     baseline = data["baseline"]
+    if len(data["examples"]) != 1:
+        raise ClaimError("running_numbers: chapters.json needs one timing of PyTorch's VAE example "
+                         "(benchmarks/chapters.py --examples-epochs 50)")
+    examples = data["examples"][0]
     old, new = _old_and_book("vae-20d", ttq["models"]["vae-20d"])
     titles = chapter_titles()
     by_mode = {m: [r for r in rows if r["mode"] == m] for m in MODES}
@@ -187,6 +192,9 @@ def substitutions(results: Path = RESULTS, repository_url: str = "", branch: str
         "run_build_vaelib_edit_s": f"{build['reader_book_after_vaelib_edit_s']:.0f}",
         "run_benchmarks_readme": readme,
         "run_reader_total_s": f"{reader_s:.0f}",
+        "run_examples_s": f"{examples['seconds']:.0f}",
+        "run_examples_epochs": f"{examples['epochs']}",
+        "run_book_examples_epochs": f"{reader_s / (examples['seconds'] / examples['epochs']):.0f}",
         "run_baseline_table": chapters_against_baseline(rows, baseline, titles),
         "run_baseline_total_s": f"{baseline_s:.0f}",
         "run_baseline_slowest_s": f"{max(r['seconds'] for r in baseline):.0f}",
