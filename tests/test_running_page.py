@@ -111,6 +111,19 @@ def test_a_claim_the_results_contradict_stops_the_build(tmp_path):
         running_numbers.check_claims(results)
 
 
+def test_the_yardstick_is_measured_in_the_same_results(tmp_path):
+    values = running_numbers.substitutions()
+    rows = json.loads((running_numbers.RESULTS / "chapters.json").read_text())
+    examples = next(r for r in rows if r.get("recipe") == "pytorch/examples")
+    reader = sum(r["seconds"] for r in rows if r["mode"] == "reader" and r.get("recipe") is None)
+    assert values["run_book_examples_epochs"] == f"{reader / examples['seconds'] * examples['epochs']:.0f}"
+    results = tmp_path / "results"
+    shutil.copytree(running_numbers.RESULTS, results)
+    (results / "chapters.json").write_text(json.dumps([r for r in rows if r is not examples]))
+    with pytest.raises(running_numbers.ClaimError, match="--examples-epochs"):
+        running_numbers.substitutions(results)
+
+
 def test_the_readme_and_the_introduction_state_the_measured_chapter_times():
     rows = [r for r in json.loads((running_numbers.RESULTS / "chapters.json").read_text())
             if r["mode"] == "reader" and r.get("recipe") is None]
