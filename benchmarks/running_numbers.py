@@ -27,7 +27,7 @@ MODES = ("reader", "quick")
 # mybinder.org gives a session at most 2 GB of memory; 2,000 MB is the stricter reading of "2 GB".
 BINDER_MB = 2000
 # The time budget of one reader-mode chapter on two cores, cold model cache.
-CHAPTER_BUDGET_S = 75
+CHAPTER_BUDGET_S = 60
 # How much worse than the old recipe a model may score (nats per image): the target of time_to_quality.py.
 TTQ_MARGIN = 1.0
 
@@ -253,7 +253,7 @@ CLAIMS: dict[str, Callable[[dict], bool]] = {
         _epochs_in_all(d["time_to_quality"], lr) < _epochs_in_all(d["time_to_quality"], book.BOOK_LR)
         for lr in _candidate_rates(d["time_to_quality"]) if lr > book.BOOK_LR),
     # A rebuild still prints the PDF (about half a minute); the cold book, which runs every notebook and
-    # trains, took over four minutes. Under 45 s leaves no room for the chapters' runs.
+    # trains, took over three minutes. Under 45 s leaves no room for the chapters' runs.
     "rebuild-runs-nothing": lambda d: d["build"]["reader_book_rebuild_s"] < 45,
     "vaelib-edit-reruns-chapters": lambda d: d["build"]["reader_book_after_vaelib_edit_s"]
                                              > 3 * d["build"]["reader_book_rebuild_s"],  # a rebuild prints the PDF too
