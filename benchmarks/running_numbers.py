@@ -38,7 +38,8 @@ class ClaimError(Exception):
 
 def load(results: Path = RESULTS) -> dict:
     """The result files: ``chapters`` (rows of the current recipe), ``baseline`` (rows of an older one,
-    measured in the same run), ``examples`` (PyTorch's own VAE example, timed in the same run), ``bench``, ``build`` and ``time_to_quality`` (dicts)."""
+    measured in the same run), ``examples`` (PyTorch's own VAE example, timed in the same run), ``bench``,
+    ``build`` and ``time_to_quality`` (dicts)."""
     out = {}
     for name in ("chapters", "bench", "build", "time_to_quality"):
         path = results / f"{name}.json"
