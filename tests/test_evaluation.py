@@ -421,12 +421,12 @@ def test_knn_accuracy_without_a_reference_leaves_each_code_out(d):
 
 
 def test_the_tree_and_the_pairwise_distances_find_the_same_neighbours(monkeypatch):
-    from vaelib import evaluation
+    from vaelib import neighbours
 
     g = torch.Generator().manual_seed(0)
     queries, reference = torch.randn(500, 2, generator=g) * 3, torch.randn(2000, 2, generator=g) * 3
     tree = nearest_code(queries, reference, batch_size=128)
-    monkeypatch.setattr(evaluation, "TREE_MAX_DIM", 0)  # every code now takes the pairwise distances
+    monkeypatch.setattr(neighbours, "TREE_MAX_DIM", 0)  # every code now takes the pairwise distances
     pairwise = nearest_code(queries, reference, batch_size=128)
     # The pairwise path computes |x|^2 + |y|^2 - 2 x.y in float32, off by up to about 1e-3 for codes of size 10.
     torch.testing.assert_close(tree.distance, pairwise.distance, rtol=1e-4, atol=1e-3)
