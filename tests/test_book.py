@@ -278,3 +278,18 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused(monkeypatch, value):
     monkeypatch.setenv("VAELIB_QUICK", value)
     with pytest.raises(ValueError, match="VAELIB_QUICK.*neither on nor off"):
         book.is_quick()
+
+
+def test_at_most_caps_the_training_images_and_leaves_a_smaller_recipe_as_it_is(mnist, tiny_config):
+    assert len(mnist.train) == 4000  # the offline subset
+    every = _config(tiny_config, n_train=None)
+    assert book.at_most(every, mnist, 1000).n_train == 1000
+    assert book.at_most(every, mnist, 6000) is every           # there are only 4,000: the same recipe, same cache key
+    fewer = _config(tiny_config, n_train=300)
+    assert book.at_most(fewer, mnist, 1000) is fewer
+
+
+def test_images_words_say_how_many_of_the_training_images_a_recipe_uses(mnist, tiny_config):
+    assert book.images_words(_config(tiny_config, n_train=None), mnist) == "all 4,000 training images"
+    assert book.images_words(_config(tiny_config, n_train=6000), mnist) == "all 4,000 training images"
+    assert book.images_words(_config(tiny_config, n_train=1500), mnist) == "1,500 of the 4,000 training images"

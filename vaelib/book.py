@@ -36,7 +36,7 @@ from vaelib.data import Dataset, check_dataset_name, default_root, load_dataset
 from vaelib.device import get_device
 from vaelib.errors import CheckpointError, ConfigError, DataError
 from vaelib.files import locked
-from vaelib.glue import GLUE_PREFIX, Glued, glue, glued  # noqa: F401 (the chapters' names)
+from vaelib.glue import glue, glued  # noqa: F401 (the chapters' names)
 from vaelib.models import LOGVAR_RANGE, Model, build_model
 from vaelib.recipe import History, TrainConfig
 from vaelib.training import fit, seed_everything
@@ -249,6 +249,20 @@ def recipe(name: str, data: Dataset) -> TrainConfig:
     if data.offline_subset and not is_quick():
         recipe = replace(recipe, epochs=SUBSET.epochs)
     return _for_data(recipe, data)
+
+
+def at_most(config: TrainConfig, data: Dataset, n: int) -> TrainConfig:
+    """``config`` trained on at most ``n`` of ``data``'s training images: unchanged where it trains on no
+    more already (quick mode's subset, the offline MNIST), so that it keeps the cache key of that model."""
+    return replace(config, n_train=n) if (config.n_train or len(data.train)) > n else config
+
+
+def images_words(config: TrainConfig, data: Dataset) -> str:
+    """How many of ``data``'s training images ``config`` trains on, for the text: "all 4,000 training
+    images" or "6,000 of the 60,000 training images"."""
+    total = len(data.train)
+    n = min(config.n_train or total, total)
+    return f"all {total:,} training images" if n == total else f"{n:,} of the {total:,} training images"
 
 
 def _for_data(config: TrainConfig, data: Dataset) -> TrainConfig:
