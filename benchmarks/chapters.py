@@ -82,29 +82,27 @@ def run_mode(mode: str, dataset: str | None, root: Path = ROOT, recipe: dict | N
             env["VAELIB_DATASET"] = dataset
         name = env.get("VAELIB_DATASET", "mnist")
         for nb in chapters(root):
-            proc = subprocess.run([sys.executable, "-c", RUN_ONE, str(nb), str(nb.parent)], env=env,
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name, **(recipe or {}),
-                             "error": tail[0][:200]})
-            else:
-                rows.append({"chapter": nb.stem, "mode": mode, "dataset": name, **(recipe or {}),
-                             **json.loads(proc.stdout.strip().splitlines()[-1])})
+            rows.append(_measure([RUN_ONE, str(nb), str(nb.parent)], env,
+                                 {"chapter": nb.stem, "mode": mode, "dataset": name, **(recipe or {})}))
             print(_row(rows[-1]), flush=True)
     return rows
+
+
+def _measure(script: list[str], env: dict, row: dict) -> dict:
+    """``row`` with what ``python -c script...`` printed as JSON on its last line, or with its error."""
+    proc = subprocess.run([sys.executable, "-c", *script], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {**row, "error": tail[0][:200]}
+    return {**row, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def run_examples(epochs: int, dataset: str | None) -> dict:
     """PyTorch's own VAE example trained for ``epochs`` epochs, in a fresh process: its training time."""
     env = {**os.environ, "TQDM_DISABLE": "1", **({"VAELIB_DATASET": dataset} if dataset else {})}
-    proc = subprocess.run([sys.executable, "-c", RUN_EXAMPLES, str(epochs)], env=env, capture_output=True, text=True)
-    row = {"chapter": f"pytorch/examples vae, {epochs} epochs", "mode": "reader",
-           "dataset": env.get("VAELIB_DATASET", "mnist"), "recipe": "pytorch/examples", "epochs": epochs}
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        return {**row, "error": tail[0][:200]}
-    return {**row, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return _measure([RUN_EXAMPLES, str(epochs)], env,
+                    {"chapter": f"pytorch/examples vae, {epochs} epochs", "mode": "reader",
+                     "dataset": env.get("VAELIB_DATASET", "mnist"), "recipe": "pytorch/examples", "epochs": epochs})
 
 
 def _row(r: dict) -> str:
